@@ -1,0 +1,77 @@
+// params.h: the validated, normalized problem every backend receives.
+// cuda/api/ builds one AttentionParams from the ABI structs after all checks passed;
+// backends never see fa_tensor and never validate again.
+#pragma once
+
+#include <cstdint>
+
+namespace fa {
+
+// A [batch, head, row, dim] operand; the dim stride is 1.
+// Element (b, h, i, d) of sequence b lives at
+//   ptr + b * stride_b + (row_start(b) + i) * stride_row + h * stride_head + d
+// where row_start(b) = cu_seqlens[b] for nested batches (then stride_b == 0), else 0.
+struct Operand {
+  void* ptr = nullptr;
+  int64_t stride_b = 0;
+  int64_t stride_head = 0;
+  int64_t stride_row = 0;
+};
+
+// Log-sum-exp, float32, same addressing as Operand without the dim.
+struct LseOperand {
+  float* ptr = nullptr;
+  int64_t stride_b = 0;
+  int64_t stride_head = 0;
+  int64_t stride_row = 0;
+};
+
+// Additive bias [B, Hq, Sq, Sk] (nested: local row/column indices), last dim contiguous.
+// Broadcast dims have stride 0. For dbias, a stride-0 dim is summed over.
+struct BiasOperand {
+  void* ptr = nullptr;  // nullptr = no bias
+  int32_t dtype = 0;    // FA_FLOAT16, FA_BFLOAT16 or FA_FLOAT32
+  int64_t stride_b = 0;
+  int64_t stride_head = 0;
+  int64_t stride_row = 0;
+};
+
+struct AttentionParams {
+  int32_t device = -1;  // FA_DEVICE_CPU or CUDA ordinal
+  int32_t dtype = 0;    // FA_FLOAT16 or FA_BFLOAT16 for q, k, v, out, dout, dq, dk, dv
+
+  int64_t batch = 0;
+  int64_t heads_q = 0;
+  int64_t heads_kv = 0;  // heads_q % heads_kv == 0
+  int64_t head_dim = 0;  // multiple of 8, 8..256
+  int64_t seqlen_q = 0;  // dense length, or max over the nested batch
+  int64_t seqlen_k = 0;
+
+  // Nested batches: int32 prefix sums of length batch + 1, on the tensors' device;
+  // nullptr for dense batches.
+  const int32_t* cu_seqlens_q = nullptr;
+  const int32_t* cu_seqlens_k = nullptr;
+
+  Operand q, k, v, out;
+  LseOperand lse;  // forward: may be absent (ptr == nullptr); backward: required
+  BiasOperand bias;
+
+  float scale = 1.0f;
+  float dropout_p = 0.0f;
+  uint64_t seed = 0;
+  uint32_t offset = 0;  // low 32 bits of the ABI's offset: Philox counter word 3
+  bool causal = false;
+
+  // Backward only.
+  Operand dout, dq, dk, dv;
+  BiasOperand dbias;  // ptr == nullptr: not wanted
+  bool deterministic = false;
+
+  void* stream = nullptr;  // cudaStream_t
+  void* workspace = nullptr;
+  uint64_t workspace_bytes = 0;
+
+  bool nested() const { return cu_seqlens_q != nullptr; }
+};
+
+}  // namespace fa

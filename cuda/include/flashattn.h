@@ -1,0 +1,190 @@
+/*
+ * flashattn.h: the C ABI of libflashattn.so, the single source of truth for ffi/.
+ *
+ * Conventions
+ * - Every function returns an fa_status; on failure fa_last_error() gives a thread-local,
+ *   human-readable message of the form "<argument>: <what was expected, what was given>".
+ * - Addresses cross the ABI as uint64_t (host or device); sizes and strides are int64_t,
+ *   strides counted in elements, not bytes.
+ * - The argument structs start with the ABI version and their own size, so a caller built
+ *   for another layout is refused with FA_ERR_ABI_MISMATCH before anything is read.
+ * - Layout is fixed for FFI packing: every struct below is naturally aligned with explicit
+ *   padding; offsets are listed in comments and checked by static_assert in the library.
+ */
+#ifndef FLASHATTN_H
+#define FLASHATTN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define FA_API __declspec(dllexport)
+#else
+#define FA_API __attribute__((visibility("default")))
+#endif
+
+/** Bumped on any change of a struct layout or of a function's meaning. */
+#define FA_ABI_VERSION 1u
+
+/** Maximum tensor rank crossing the ABI. */
+#define FA_MAX_DIMS 4
+
+typedef enum fa_status {
+  FA_OK = 0,
+  FA_ERR_INVALID_ARGUMENT = 1, /* shape, dtype, stride, alignment, value out of range */
+  FA_ERR_UNSUPPORTED = 2,      /* valid request this build or device cannot run */
+  FA_ERR_NO_DEVICE = 3,        /* no CUDA device / driver, or ordinal out of range */
+  FA_ERR_CUDA = 4,             /* a CUDA runtime call failed */
+  FA_ERR_OUT_OF_MEMORY = 5,    /* device or host allocation failed */
+  FA_ERR_ABI_MISMATCH = 6,     /* abi_version or struct_size differ from the library's */
+  FA_ERR_INTERNAL = 7          /* a bug: please report */
+} fa_status;
+
+typedef enum fa_dtype {
+  FA_FLOAT16 = 0,
+  FA_BFLOAT16 = 1,
+  FA_FLOAT32 = 2,
+  FA_INT32 = 3
+} fa_dtype;
+
+/** Device ordinal meaning "host memory, CPU backend". */
+#define FA_DEVICE_CPU (-1)
+
+/**
+ * A strided view. data == 0 means "absent" for optional tensors.
+ * Size 88 bytes: data@0 dtype@8 device@12 ndim@16 (pad@20) shape@24 stride@56.
+ */
+typedef struct fa_tensor {
+  uint64_t data;               /* address of element [0,0,...] */
+  int32_t dtype;               /* fa_dtype */
+  int32_t device;              /* FA_DEVICE_CPU or CUDA ordinal */
+  int32_t ndim;                /* 1..4 */
+  int32_t reserved;            /* must be 0 */
+  int64_t shape[FA_MAX_DIMS];  /* unused trailing entries 0 */
+  int64_t stride[FA_MAX_DIMS]; /* in elements; last used dim must be 1 (except 0-size) */
+} fa_tensor;
+
+/** Flags for fa_forward_args.flags / fa_backward_args.flags. */
+#define FA_FLAG_CAUSAL 1u        /* bottom-right aligned: row i sees key j iff j <= i + Sk - Sq */
+#define FA_FLAG_DETERMINISTIC 2u /* backward: no floating-point atomics, bitwise repeatable */
+
+/**
+ * Forward: out = softmax(scale * q k^T + bias, masked) [dropout] v, lse = logsumexp.
+ *
+ * Dense:  q [B, Hq, Sq, D], k/v [B, Hkv, Sk, D], out like q, lse [B, Hq, Sq] float32.
+ * Nested: cu_seqlens_q/k present (int32 [B+1], same device as q); q [totalQ, Hq, D],
+ *         k/v [totalK, Hkv, D], out like q, lse [totalQ, Hq] float32.
+ * bias:   optional, 4-d [B, Hq, Sq, Sk] (nested: [B, Hq, maxSq, maxSk]) with stride 0 on
+ *         broadcast dims; float16, bfloat16 or float32; last dim contiguous.
+ * lse:    optional for the forward (data 0 = not wanted).
+ *
+ * Size 8 + 88*8 + 48 = 760 bytes:
+ *   abi_version@0 struct_size@4 q@8 k@96 v@184 out@272 lse@360 bias@448
+ *   cu_seqlens_q@536 cu_seqlens_k@624 scale@712 dropout_p@716 seed@720 offset@728
+ *   flags@736 max_seqlen_q@740 max_seqlen_k@744 (pad@748) stream@752
+ */
+typedef struct fa_forward_args {
+  uint32_t abi_version; /* FA_ABI_VERSION */
+  uint32_t struct_size; /* sizeof(fa_forward_args) */
+  fa_tensor q, k, v, out, lse, bias, cu_seqlens_q, cu_seqlens_k;
+  float scale;          /* > 0 and finite; callers pass 1/sqrt(D) for the default */
+  float dropout_p;      /* [0, 1) */
+  uint64_t seed;        /* Philox key */
+  uint64_t offset;      /* Philox counter word 3 (low 32 bits used) */
+  uint32_t flags;       /* FA_FLAG_* */
+  int32_t max_seqlen_q; /* nested only: max sequence length (0 = computed) */
+  int32_t max_seqlen_k;
+  int32_t reserved;     /* must be 0 */
+  uint64_t stream;      /* cudaStream_t for CUDA tensors (0 = legacy default stream) */
+} fa_forward_args;
+
+/**
+ * Backward: given dout = dL/dout, computes dq, dk, dv (and dbias when dbias.data != 0).
+ * Shapes as in the forward; dq like q, dk/dv like k/v (summed over each GQA group).
+ * lse is required (from the forward with the same options). dbias has bias's logical shape
+ * [B, Hq, Sq, Sk]; a dimension whose dbias stride is 0 is summed over (so a [1,H,Sq,Sk]
+ * dbias of a broadcast bias receives the sum over the batch).
+ *
+ * Size 8 + 88*13 + 64 = 1216 bytes:
+ *   abi_version@0 struct_size@4 q@8 k@96 v@184 out@272 dout@360 lse@448 dq@536 dk@624
+ *   dv@712 bias@800 dbias@888 cu_seqlens_q@976 cu_seqlens_k@1064 scale@1152
+ *   dropout_p@1156 seed@1160 offset@1168 flags@1176 max_seqlen_q@1180 max_seqlen_k@1184
+ *   (pad@1188) stream@1192 workspace@1200 workspace_bytes@1208
+ */
+typedef struct fa_backward_args {
+  uint32_t abi_version;
+  uint32_t struct_size;
+  fa_tensor q, k, v, out, dout, lse, dq, dk, dv, bias, dbias, cu_seqlens_q, cu_seqlens_k;
+  float scale;
+  float dropout_p;
+  uint64_t seed;
+  uint64_t offset;
+  uint32_t flags;
+  int32_t max_seqlen_q;
+  int32_t max_seqlen_k;
+  int32_t reserved;
+  uint64_t stream;
+  uint64_t workspace;       /* device scratch for dq accumulation (0 = library allocates) */
+  uint64_t workspace_bytes; /* size of workspace; see fa_backward_workspace_size */
+} fa_backward_args;
+
+/** Device properties. Size 304: name@0 (256 bytes, NUL-terminated) then the rest. */
+typedef struct fa_device_info {
+  char name[256];
+  int32_t major;              /* compute capability */
+  int32_t minor;
+  int32_t multiprocessors;
+  int32_t reserved;
+  uint64_t total_memory;      /* bytes */
+  uint64_t free_memory;       /* bytes, at the time of the call */
+  uint64_t l2_cache_bytes;
+  int32_t max_shared_per_block; /* opt-in maximum, bytes */
+  int32_t clock_khz;
+} fa_device_info;
+
+/* ---- library ---- */
+FA_API uint32_t fa_abi_version(void);
+FA_API const char* fa_last_error(void);
+/** Version string of the library, e.g. "0.1.0". */
+FA_API const char* fa_version(void);
+/** Threads the CPU backend uses (0 = hardware concurrency). */
+FA_API int32_t fa_cpu_set_threads(int32_t threads);
+
+/* ---- devices ---- */
+/** Number of CUDA devices; 0 with FA_OK where there is no driver or no GPU. */
+FA_API int32_t fa_device_count(int32_t* count);
+FA_API int32_t fa_device_info_get(int32_t device, fa_device_info* info);
+FA_API int32_t fa_device_synchronize(int32_t device);
+
+/* ---- device memory ---- */
+FA_API int32_t fa_malloc(int32_t device, uint64_t bytes, uint64_t* ptr);
+FA_API int32_t fa_free(int32_t device, uint64_t ptr);
+FA_API int32_t fa_memcpy_htod(int32_t device, uint64_t dst, const void* src, uint64_t bytes);
+FA_API int32_t fa_memcpy_dtoh(int32_t device, void* dst, uint64_t src, uint64_t bytes);
+FA_API int32_t fa_memcpy_dtod(int32_t device, uint64_t dst, uint64_t src, uint64_t bytes);
+FA_API int32_t fa_memset(int32_t device, uint64_t dst, int32_t byte_value, uint64_t bytes);
+
+/* ---- streams and events ---- */
+FA_API int32_t fa_stream_create(int32_t device, uint64_t* stream);
+FA_API int32_t fa_stream_destroy(int32_t device, uint64_t stream);
+FA_API int32_t fa_stream_synchronize(int32_t device, uint64_t stream);
+FA_API int32_t fa_event_create(int32_t device, uint64_t* event);
+FA_API int32_t fa_event_destroy(int32_t device, uint64_t event);
+FA_API int32_t fa_event_record(int32_t device, uint64_t event, uint64_t stream);
+FA_API int32_t fa_event_synchronize(int32_t device, uint64_t event);
+FA_API int32_t fa_event_elapsed_ms(int32_t device, uint64_t start, uint64_t end, float* ms);
+
+/* ---- attention ---- */
+FA_API int32_t fa_forward(const fa_forward_args* args);
+FA_API int32_t fa_backward(const fa_backward_args* args);
+/** Bytes of workspace fa_backward wants for these arguments (0 on the CPU). */
+FA_API int32_t fa_backward_workspace_size(const fa_backward_args* args, uint64_t* bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FLASHATTN_H */

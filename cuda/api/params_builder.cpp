@@ -1,0 +1,89 @@
+// params_builder.cpp: ABI tensors to the backends' operands (strides per layout).
+#include "api/params_builder.h"
+
+namespace fa {
+namespace {
+
+Operand make_operand(const fa_tensor& tensor, bool nested) {
+  Operand operand;
+  operand.ptr = reinterpret_cast<void*>(tensor.data);
+  if (nested) {  // [total, H, D]
+    operand.stride_row = tensor.stride[0];
+    operand.stride_head = tensor.stride[1];
+  } else {  // [B, H, S, D]
+    operand.stride_b = tensor.stride[0];
+    operand.stride_head = tensor.stride[1];
+    operand.stride_row = tensor.stride[2];
+  }
+  return operand;
+}
+
+LseOperand make_lse_operand(const fa_tensor* tensor, bool nested) {
+  LseOperand lse;
+  if (!present(tensor)) return lse;
+  lse.ptr = reinterpret_cast<float*>(tensor->data);
+  if (nested) {  // [totalQ, Hq]
+    lse.stride_row = tensor->stride[0];
+    lse.stride_head = tensor->stride[1];
+  } else {  // [B, Hq, Sq]
+    lse.stride_b = tensor->stride[0];
+    lse.stride_head = tensor->stride[1];
+    lse.stride_row = tensor->stride[2];
+  }
+  return lse;
+}
+
+BiasOperand make_bias_operand(const fa_tensor* tensor) {
+  BiasOperand bias;
+  if (!present(tensor)) return bias;
+  bias.ptr = reinterpret_cast<void*>(tensor->data);
+  bias.dtype = tensor->dtype;
+  bias.stride_b = tensor->stride[0];
+  bias.stride_head = tensor->stride[1];
+  bias.stride_row = tensor->stride[2];
+  return bias;
+}
+
+}  // namespace
+
+void build_params(const Request& request, const Problem& problem, AttentionParams* params) {
+  const bool nested = problem.nested;
+  AttentionParams& p = *params;
+  p = AttentionParams{};
+  p.device = problem.device;
+  p.dtype = problem.dtype;
+  p.batch = problem.batch;
+  p.heads_q = problem.heads_q;
+  p.heads_kv = problem.heads_kv;
+  p.head_dim = problem.head_dim;
+  p.seqlen_q = problem.seqlen_q;
+  p.seqlen_k = problem.seqlen_k;
+  if (nested) {
+    p.cu_seqlens_q = reinterpret_cast<const int32_t*>(request.cu_seqlens_q->data);
+    p.cu_seqlens_k = reinterpret_cast<const int32_t*>(request.cu_seqlens_k->data);
+  }
+  p.q = make_operand(*request.q, nested);
+  p.k = make_operand(*request.k, nested);
+  p.v = make_operand(*request.v, nested);
+  p.out = make_operand(*request.out, nested);
+  p.lse = make_lse_operand(request.lse, nested);
+  p.bias = make_bias_operand(request.bias);
+  p.scale = request.scale;
+  p.dropout_p = request.dropout_p;
+  p.seed = request.seed;
+  p.offset = uint32_t(request.offset);  // Philox counter word 3: the low 32 bits
+  p.causal = (request.flags & FA_FLAG_CAUSAL) != 0;
+  p.deterministic = (request.flags & FA_FLAG_DETERMINISTIC) != 0;
+  if (request.backward) {
+    p.dout = make_operand(*request.dout, nested);
+    p.dq = make_operand(*request.dq, nested);
+    p.dk = make_operand(*request.dk, nested);
+    p.dv = make_operand(*request.dv, nested);
+    p.dbias = make_bias_operand(request.dbias);
+  }
+  p.stream = reinterpret_cast<void*>(request.stream);
+  p.workspace = reinterpret_cast<void*>(request.workspace);
+  p.workspace_bytes = request.workspace_bytes;
+}
+
+}  // namespace fa

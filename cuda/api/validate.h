@@ -1,0 +1,20 @@
+// validate.h: turns the ABI argument structs into fa::AttentionParams, after checking
+// everything a backend relies on. Nothing is written and no kernel runs before these pass.
+//
+// Messages read "<argument>: <what was expected>, <what was given>", e.g.
+//   "k: expected 4 dimensions [B, Hkv, Sk, D], got 3 (shape [2, 16, 64])".
+//
+// Nested batches on CUDA: when both max_seqlen_q and max_seqlen_k are > 0 they are trusted
+// (the caller checked its host copy of cu_seqlens). Otherwise cu_seqlens are copied back to
+// the host on args->stream, which waits for the work queued on that stream, then checked.
+#pragma once
+
+#include "common/params.h"
+#include "flashattn.h"
+
+namespace fa {
+
+fa_status validate_forward(const fa_forward_args* args, AttentionParams* params);
+fa_status validate_backward(const fa_backward_args* args, AttentionParams* params);
+
+}  // namespace fa

@@ -1,0 +1,102 @@
+// attention_tiles.cpp: tile loading, scoring and masking shared by the CPU passes.
+#include "cpu/attention_tiles.h"
+
+#include <cmath>
+#include <limits>
+
+#include "common/mask.h"
+#include "common/philox.h"
+#include "cpu/float_convert.h"
+
+namespace fa {
+namespace cpu {
+
+void load_rows(const AttentionParams& params, const Operand& operand, int64_t b, int64_t h,
+               int64_t first_row, int64_t rows, float* dst) {
+  const int64_t depth = params.head_dim;
+  for (int64_t r = 0; r < rows; ++r) {
+    load_row(row_pointer(operand, b, h, first_row + r), params.dtype, depth, dst + r * depth);
+  }
+}
+
+void load_rows_transposed(const AttentionParams& params, const Operand& operand, int64_t b,
+                          int64_t h, int64_t first_row, int64_t cols, float* dst) {
+  const int64_t depth = params.head_dim;
+  float row[256];  // head_dim <= 256, checked by validation
+  for (int64_t c = 0; c < kColBlock; ++c) {
+    if (c < cols) {
+      load_row(row_pointer(operand, b, h, first_row + c), params.dtype, depth, row);
+    } else {
+      for (int64_t d = 0; d < depth; ++d) row[d] = 0.0f;
+    }
+    for (int64_t d = 0; d < depth; ++d) dst[d * kColBlock + c] = row[d];
+  }
+}
+
+void multiply_by_transposed(const float* a, int64_t rows, int64_t depth, const float* bt,
+                            float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* out_row = out + r * kColBlock;
+    const float* a_row = a + r * depth;
+    for (int64_t c = 0; c < kColBlock; ++c) out_row[c] = 0.0f;
+    for (int64_t d = 0; d < depth; ++d) {
+      const float weight = a_row[d];
+      const float* bt_row = bt + d * kColBlock;
+      for (int64_t c = 0; c < kColBlock; ++c) out_row[c] += weight * bt_row[c];
+    }
+  }
+}
+
+void accumulate_weighted_rows(const float* weights, int64_t weight_stride, int64_t n,
+                              const float* rows, int64_t depth, float* acc) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float weight = weights[k * weight_stride];
+    if (weight == 0.0f) continue;  // masked or dropped: common under causal masks
+    const float* row = rows + k * depth;
+    for (int64_t d = 0; d < depth; ++d) acc[d] += weight * row[d];
+  }
+}
+
+void compute_scores(const AttentionParams& params, const SequenceSpan& span, const Tile& tile,
+                    const float* q_block, const float* kt_block, float* scores) {
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  multiply_by_transposed(q_block, tile.rows, params.head_dim, kt_block, scores);
+  float bias_row[kColBlock];
+  for (int64_t r = 0; r < tile.rows; ++r) {
+    float* row = scores + r * kColBlock;
+    const int64_t i = tile.i0 + r;
+    for (int64_t c = 0; c < kColBlock; ++c) row[c] *= params.scale;
+    if (params.bias.ptr != nullptr) {
+      load_any_row(params.bias.ptr, params.bias.dtype,
+                   bias_offset(params.bias, tile.b, tile.h, i, tile.j0), tile.cols, bias_row);
+      for (int64_t c = 0; c < tile.cols; ++c) row[c] += bias_row[c];
+    }
+    int64_t visible_end = tile.cols;  // columns [0, visible_end) of the tile are visible
+    if (params.causal) {
+      const int64_t key_end = causal_key_end(i, span.q_len, span.k_len) - tile.j0;
+      visible_end = key_end < visible_end ? key_end : visible_end;
+      if (visible_end < 0) visible_end = 0;
+    }
+    for (int64_t c = visible_end; c < kColBlock; ++c) row[c] = kMasked;
+  }
+}
+
+void dropout_factors(const AttentionParams& params, const Tile& tile, float* factors) {
+  const uint32_t threshold = dropout_threshold(params.dropout_p);
+  const float kept = 1.0f / (1.0f - params.dropout_p);
+  const uint32_t batch_head = uint32_t(tile.b * params.heads_q + tile.h);
+  for (int64_t r = 0; r < tile.rows; ++r) {
+    const uint32_t row = uint32_t(tile.i0 + r);
+    float* out = factors + r * kColBlock;
+    for (int64_t group = 0; group < kColBlock / 8; ++group) {
+      const uint32_t column_group = uint32_t(tile.j0 / 8 + group);
+      const Philox4 draws = dropout_draws(params.seed, params.offset, batch_head, row, column_group);
+      for (int t = 0; t < 8; ++t) {
+        out[group * 8 + t] = dropout_draw(draws, t) >= threshold ? kept : 0.0f;
+      }
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace fa

@@ -1,0 +1,76 @@
+// attention_tiles.h: the pieces the CPU forward and backward share. Work is split into tiles
+// of up to kRowBlock query rows x kColBlock keys, converted to float32 scratch so the inner
+// loops run over contiguous floats (and vectorize) whatever the operands' strides.
+#pragma once
+
+#include <cstdint>
+
+#include "common/params.h"
+
+namespace fa {
+namespace cpu {
+
+constexpr int64_t kRowBlock = 64;
+constexpr int64_t kColBlock = 64;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Where sequence b lives: its first row in the packed tensors and its lengths.
+struct SequenceSpan {
+  int64_t q_start, q_len, k_start, k_len;
+};
+
+inline SequenceSpan sequence_span(const AttentionParams& params, int64_t b) {
+  if (!params.nested()) return {0, params.seqlen_q, 0, params.seqlen_k};
+  const int64_t q_start = params.cu_seqlens_q[b], k_start = params.cu_seqlens_k[b];
+  return {q_start, params.cu_seqlens_q[b + 1] - q_start, k_start,
+          params.cu_seqlens_k[b + 1] - k_start};
+}
+
+// Element (b, h, row, 0) of a float16/bfloat16 operand; row counts from the packed start.
+inline uint16_t* row_pointer(const Operand& operand, int64_t b, int64_t h, int64_t row) {
+  return static_cast<uint16_t*>(operand.ptr) + b * operand.stride_b + h * operand.stride_head +
+         row * operand.stride_row;
+}
+
+inline float* lse_pointer(const LseOperand& lse, int64_t b, int64_t h, int64_t row) {
+  return lse.ptr + b * lse.stride_b + h * lse.stride_head + row * lse.stride_row;
+}
+
+// Element offset of bias/dbias (b, h, i, j), local indices.
+inline int64_t bias_offset(const BiasOperand& bias, int64_t b, int64_t h, int64_t i, int64_t j) {
+  return b * bias.stride_b + h * bias.stride_head + i * bias.stride_row + j;
+}
+
+// rows x D of an operand, from packed row first_row on, into dst[rows][D].
+void load_rows(const AttentionParams& params, const Operand& operand, int64_t b, int64_t h,
+               int64_t first_row, int64_t rows, float* dst);
+
+// cols x D of an operand, transposed into dst[D][kColBlock]; columns >= cols are zero.
+void load_rows_transposed(const AttentionParams& params, const Operand& operand, int64_t b,
+                          int64_t h, int64_t first_row, int64_t cols, float* dst);
+
+// out[r][c] = sum_d a[r][d] * bt[d][c] for r < rows, c < kColBlock.
+void multiply_by_transposed(const float* a, int64_t rows, int64_t depth, const float* bt,
+                            float* out);
+
+// acc[d] += sum_k weights[k * weight_stride] * rows[k][d], for k < n, d < depth.
+void accumulate_weighted_rows(const float* weights, int64_t weight_stride, int64_t n,
+                              const float* rows, int64_t depth, float* acc);
+
+// The tile of rows [i0, i0 + rows) and keys [j0, j0 + kColBlock) of (b, h) in sequence
+// coordinates.
+struct Tile {
+  int64_t b, h, i0, rows, j0, cols;
+};
+
+// scores[r][c] = scale * q_r . k_c + bias, or -inf where masked (causal, a -inf bias, or
+// c >= cols). q_block [rows][D], kt_block [D][kColBlock].
+void compute_scores(const AttentionParams& params, const SequenceSpan& span, const Tile& tile,
+                    const float* q_block, const float* kt_block, float* scores);
+
+// factors[r][c] = 1 / (1 - p) where element (b, h, i0 + r, j0 + c) survives dropout, else 0.
+void dropout_factors(const AttentionParams& params, const Tile& tile, float* factors);
+
+}  // namespace cpu
+}  // namespace fa

@@ -1,0 +1,102 @@
+// forward.cpp: the CPU reference forward. One work item = one row block of one (batch, head);
+// it streams over key blocks with an online softmax (running max and sum per row), exactly
+// the GPU kernels' algorithm, in float32.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/backends.h"
+#include "common/mask.h"
+#include "cpu/attention_tiles.h"
+#include "cpu/float_convert.h"
+#include "cpu/thread_pool.h"
+
+namespace fa {
+namespace cpu {
+namespace {
+
+constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
+
+void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int64_t block) {
+  const SequenceSpan span = sequence_span(params, b);
+  const int64_t i0 = block * kRowBlock;
+  if (i0 >= span.q_len) return;
+  const int64_t rows = std::min(kRowBlock, span.q_len - i0);
+  const int64_t depth = params.head_dim;
+  const int64_t kv_head = h / (params.heads_q / params.heads_kv);
+  const bool dropout = params.dropout_p > 0.0f;
+
+  std::vector<float> q(rows * depth), kt(depth * kColBlock), v(kColBlock * depth);
+  std::vector<float> acc(rows * depth, 0.0f), scores(rows * kColBlock), factors;
+  std::vector<float> row_max(rows, kNegativeInfinity), row_sum(rows, 0.0f);
+  if (dropout) factors.resize(rows * kColBlock);
+  load_rows(params, params.q, b, h, span.q_start + i0, rows, q.data());
+
+  // Keys past the last row's causal limit are invisible to the whole block.
+  const int64_t key_end =
+      params.causal ? causal_key_end(i0 + rows - 1, span.q_len, span.k_len) : span.k_len;
+  float weights[kColBlock];
+  for (int64_t j0 = 0; j0 < key_end; j0 += kColBlock) {
+    const Tile tile{b, h, i0, rows, j0, std::min(kColBlock, span.k_len - j0)};
+    load_rows_transposed(params, params.k, b, kv_head, span.k_start + j0, tile.cols, kt.data());
+    load_rows(params, params.v, b, kv_head, span.k_start + j0, tile.cols, v.data());
+    compute_scores(params, span, tile, q.data(), kt.data(), scores.data());
+    if (dropout) dropout_factors(params, tile, factors.data());
+
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* s = scores.data() + r * kColBlock;
+      float block_max = kNegativeInfinity;
+      for (int64_t c = 0; c < kColBlock; ++c) block_max = std::max(block_max, s[c]);
+      const float new_max = std::max(row_max[r], block_max);
+      if (new_max == kNegativeInfinity) continue;  // nothing visible to this row yet
+      // Rescale what was accumulated under the old maximum (exp(-inf) = 0 the first time).
+      const float correction = std::exp(row_max[r] - new_max);
+      float* acc_row = acc.data() + r * depth;
+      if (correction != 1.0f) {
+        for (int64_t d = 0; d < depth; ++d) acc_row[d] *= correction;
+      }
+      float block_sum = 0.0f;
+      for (int64_t c = 0; c < kColBlock; ++c) {
+        const float p = s[c] == kNegativeInfinity ? 0.0f : std::exp(s[c] - new_max);
+        block_sum += p;  // the normalizer uses the probabilities before dropout
+        weights[c] = dropout ? p * factors[r * kColBlock + c] : p;
+      }
+      row_sum[r] = row_sum[r] * correction + block_sum;
+      row_max[r] = new_max;
+      accumulate_weighted_rows(weights, 1, tile.cols, v.data(), depth, acc_row);
+    }
+  }
+
+  std::vector<float> out_row(depth);
+  for (int64_t r = 0; r < rows; ++r) {
+    // A row that saw no key keeps row_sum 0: output 0 and lse -inf, never NaN.
+    const bool empty = row_sum[r] == 0.0f;
+    const float inverse = empty ? 0.0f : 1.0f / row_sum[r];
+    for (int64_t d = 0; d < depth; ++d) out_row[d] = acc[r * depth + d] * inverse;
+    store_row(out_row.data(), params.dtype, depth,
+              row_pointer(params.out, b, h, span.q_start + i0 + r));
+    if (params.lse.ptr != nullptr) {
+      *lse_pointer(params.lse, b, h, span.q_start + i0 + r) =
+          empty ? kNegativeInfinity : row_max[r] + std::log(row_sum[r]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cpu
+
+fa_status cpu_forward(const AttentionParams& params) {
+  const int64_t row_blocks = cpu::ceil_div(params.seqlen_q, cpu::kRowBlock);
+  const int64_t items = params.batch * params.heads_q * row_blocks;
+  parallel_for(items, [&](int64_t item) {
+    // Last row blocks first: under a causal mask they see the most keys, so starting them
+    // early shortens the tail.
+    const int64_t block = row_blocks - 1 - item % row_blocks;
+    const int64_t bh = item / row_blocks;
+    cpu::forward_row_block(params, bh / params.heads_q, bh % params.heads_q, block);
+  });
+  return FA_OK;
+}
+
+}  // namespace fa

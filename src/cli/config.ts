@@ -1,0 +1,207 @@
+/**
+ * The CLI's options: usage text, parsing and validation.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Device } from "../device.ts";
+
+/** The --help text. */
+export const USAGE = `flashattn: benchmark and check exact fused attention.
+
+Usage: deno run --allow-ffi --allow-read --allow-env cli.ts [options]
+
+Shape (defaults: cpu B=1 H=4 S=512 D=64; GPU B=1 H=12 S=4096 D=128):
+  --batch N          batch size B
+  --heads N          query heads Hq
+  --kv-heads N       key/value heads Hkv, dividing Hq (default Hq)
+  --seqlen-q N       query length Sq
+  --seqlen-k N       key length Sk (default Sq)
+  --head-dim N       head dimension D (multiple of 8, up to 256)
+  --dtype T          bf16 (default) or fp16
+  --layout L         bhsd (default) or bshd
+
+Attention:
+  --causal           causal mask, bottom-right aligned
+  --dropout P        dropout probability in [0, 1)
+  --seed N           seed of the inputs and of the dropout mask (default 0)
+  --bias KIND        none (default), full ([B, Hq, Sq, Sk]) or key-padding ([B, 1, 1, Sk])
+  --backward         also time the backward pass
+  --deterministic    deterministic backward
+
+Run:
+  --device D         auto (default), cpu, cuda or cuda:N
+  --iterations N     timed calls (default: 3 on cpu, 20 on GPU)
+  --warmup N         untimed calls first (default: 1 on cpu, 3 on GPU)
+  --check            compare with a reference: the CPU backend for GPU runs, float64 for
+                     CPU runs (default on when the problem is small)
+  --no-check         skip the comparison
+  -h, --help         show this help`;
+
+/** A command-line mistake: reported with a pointer to --help, exit code 2. */
+export class UsageError extends Error {}
+
+/** Which bias the run adds: none, a full [B, Hq, Sq, Sk] one, or a [B, 1, 1, Sk] key mask. */
+export type BiasKind = "none" | "full" | "key-padding";
+
+/** One run of the CLI, parsed and with defaults filled in. */
+export interface Config {
+  /** Where everything runs. */
+  device: Device;
+  /** B. */
+  batch: number;
+  /** Hq. */
+  headsQ: number;
+  /** Hkv. */
+  headsKv: number;
+  /** Sq. */
+  seqlenQ: number;
+  /** Sk. */
+  seqlenK: number;
+  /** D. */
+  headDim: number;
+  /** Element type of q, k, v and the bias. */
+  dtype: "bfloat16" | "float16";
+  /** How q, k, v are shaped. */
+  layout: "bhsd" | "bshd";
+  /** Causal mask. */
+  causal: boolean;
+  /** Dropout probability (0 = none). */
+  dropout: number;
+  /** Seed of the inputs and of the dropout mask. */
+  seed: number;
+  /** Which bias to add. */
+  bias: BiasKind;
+  /** Also run the backward pass. */
+  backward: boolean;
+  /** Deterministic backward. */
+  deterministic: boolean;
+  /** Timed calls. */
+  iterations: number;
+  /** Untimed calls first. */
+  warmup: number;
+  /** --check (true), --no-check (false), or neither (undefined: decide by size). */
+  check: boolean | undefined;
+}
+
+function integerOption(
+  value: string | undefined,
+  name: string,
+  fallback: number,
+  min = 1,
+): number {
+  if (value === undefined) return fallback;
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < min) {
+    throw new UsageError(`--${name}: expected an integer >= ${min}, got ${value}`);
+  }
+  return number;
+}
+
+function choice<T extends string>(value: string, name: string, choices: Record<string, T>): T {
+  const picked = choices[value];
+  if (picked === undefined) {
+    throw new UsageError(`--${name}: expected one of ${Object.keys(choices).join(", ")}`);
+  }
+  return picked;
+}
+
+function pickDevice(name: string): Device {
+  if (name === "auto") return Device.default();
+  if (name === "cpu") return Device.cpu();
+  const match = /^cuda(?::(\d+))?$/.exec(name);
+  if (match === null) throw new UsageError(`--device: expected auto, cpu, cuda or cuda:N`);
+  return Device.cuda(Number(match[1] ?? 0));
+}
+
+/** Parses the command line; "help" when --help was asked for. */
+export function parseConfig(args: string[]): Config | "help" {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      batch: { type: "string" },
+      heads: { type: "string" },
+      "kv-heads": { type: "string" },
+      "seqlen-q": { type: "string" },
+      "seqlen-k": { type: "string" },
+      "head-dim": { type: "string" },
+      dtype: { type: "string", default: "bf16" },
+      layout: { type: "string", default: "bhsd" },
+      causal: { type: "boolean", default: false },
+      dropout: { type: "string", default: "0" },
+      seed: { type: "string", default: "0" },
+      bias: { type: "string", default: "none" },
+      backward: { type: "boolean", default: false },
+      deterministic: { type: "boolean", default: false },
+      device: { type: "string", default: "auto" },
+      iterations: { type: "string" },
+      warmup: { type: "string" },
+      check: { type: "boolean" },
+      "no-check": { type: "boolean" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) return "help";
+  const dtype = choice(
+    values.dtype,
+    "dtype",
+    {
+      bf16: "bfloat16",
+      bfloat16: "bfloat16",
+      fp16: "float16",
+      float16: "float16",
+    } as const,
+  );
+  const layout = choice(values.layout, "layout", { bhsd: "bhsd", bshd: "bshd" } as const);
+  const bias = choice(
+    values.bias,
+    "bias",
+    {
+      none: "none",
+      full: "full",
+      "key-padding": "key-padding",
+    } as const,
+  );
+  const dropout = Number(values.dropout);
+  if (!(dropout >= 0 && dropout < 1)) {
+    throw new UsageError(`--dropout: expected a probability in [0, 1), got ${values.dropout}`);
+  }
+  const device = pickDevice(values.device);
+  const gpu = device.kind === "cuda";
+  const headsQ = integerOption(values.heads, "heads", gpu ? 12 : 4);
+  const seqlenQ = integerOption(values["seqlen-q"], "seqlen-q", gpu ? 4096 : 512);
+  return {
+    device,
+    batch: integerOption(values.batch, "batch", 1),
+    headsQ,
+    headsKv: integerOption(values["kv-heads"], "kv-heads", headsQ),
+    seqlenQ,
+    seqlenK: integerOption(values["seqlen-k"], "seqlen-k", seqlenQ),
+    headDim: integerOption(values["head-dim"], "head-dim", gpu ? 128 : 64),
+    dtype,
+    layout,
+    causal: values.causal,
+    dropout,
+    seed: integerOption(values.seed, "seed", 0, 0),
+    bias,
+    backward: values.backward,
+    deterministic: values.deterministic,
+    iterations: integerOption(values.iterations, "iterations", gpu ? 20 : 3),
+    warmup: integerOption(values.warmup, "warmup", gpu ? 3 : 1, 0),
+    check: values["no-check"] ? false : values.check,
+  };
+}
+
+/** One line describing the problem: sizes, dtype, layout and options. */
+export function describeProblem(config: Config): string {
+  const parts = [
+    `B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
+    `Sq=${config.seqlenQ} Sk=${config.seqlenK} D=${config.headDim}`,
+    `${config.dtype} ${config.layout}`,
+  ];
+  if (config.causal) parts.push("causal");
+  if (config.dropout > 0) parts.push(`dropout=${config.dropout}`);
+  if (config.bias !== "none") parts.push(`bias=${config.bias}`);
+  return parts.join(" ");
+}

@@ -1,0 +1,98 @@
+/**
+ * Timing of repeated calls: CUDA events on a GPU, `performance.now()` on the host.
+ * @module
+ */
+
+import { Device } from "./device.ts";
+import { invalidArgument } from "./errors.ts";
+import { CudaEvent, type Stream } from "./stream.ts";
+
+/** Options of {@link timeCuda}. */
+export interface TimingOptions {
+  /** The device the work runs on; the host is timed with `performance.now()`. Default: cpu. */
+  device?: Device;
+  /** Untimed calls first (default 1). */
+  warmup?: number;
+  /** Timed calls (default 10). */
+  iterations?: number;
+  /** The stream the work is queued on (default: the legacy default stream). */
+  stream?: Stream;
+}
+
+/** Per-call times of {@link timeCuda}, in milliseconds. */
+export interface TimingResult {
+  /** The median call. */
+  medianMs: number;
+  /** The mean call. */
+  meanMs: number;
+  /** The fastest call. */
+  minMs: number;
+  /** The slowest call. */
+  maxMs: number;
+  /** Every timed call, in order. */
+  samplesMs: number[];
+}
+
+function countOption(value: number | undefined, fallback: number, name: string, min: number) {
+  const count = value ?? fallback;
+  if (!Number.isInteger(count) || count < min) {
+    throw invalidArgument(name, `expected an integer >= ${min}, got ${value}`);
+  }
+  return count;
+}
+
+/** Median, mean, min and max of samples. */
+export function summarize(samplesMs: number[]): TimingResult {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  const medianMs = sorted.length % 2 === 1
+    ? sorted[middle]
+    : (sorted[middle - 1] + sorted[middle]) / 2;
+  return {
+    medianMs,
+    meanMs: samplesMs.reduce((sum, ms) => sum + ms, 0) / samplesMs.length,
+    minMs: sorted[0],
+    maxMs: sorted[sorted.length - 1],
+    samplesMs,
+  };
+}
+
+/**
+ * Times `fn` per call. On a CUDA device each call is bracketed by two events on the stream
+ * (so only GPU time counts, and `fn` may return before the GPU is done); on the host by
+ * `performance.now()`.
+ *
+ * @example
+ * ```ts
+ * const { medianMs } = timeCuda(() => attention(q, k, v, { out, lse }), {
+ *   device: q.device,
+ *   iterations: 20,
+ * });
+ * ```
+ */
+export function timeCuda(fn: () => void, options: TimingOptions = {}): TimingResult {
+  const device = options.device ?? Device.cpu();
+  const warmup = countOption(options.warmup, 1, "warmup", 0);
+  const iterations = countOption(options.iterations, 10, "iterations", 1);
+  for (let i = 0; i < warmup; i++) fn();
+  const samples: number[] = [];
+  if (device.kind === "cpu") {
+    for (let i = 0; i < iterations; i++) {
+      const start = performance.now();
+      fn();
+      samples.push(performance.now() - start);
+    }
+    return summarize(samples);
+  }
+  device.synchronize();
+  using start = CudaEvent.create(device);
+  using end = CudaEvent.create(device);
+  for (let i = 0; i < iterations; i++) {
+    start.record(options.stream);
+    fn();
+    end.record(options.stream);
+    end.synchronize();
+    samples.push(start.elapsedMs(end));
+  }
+  return summarize(samples);
+}

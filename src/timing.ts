@@ -5,7 +5,11 @@
 
 import { Device } from "./device.ts";
 import { invalidArgument } from "./errors.ts";
+import { Storage } from "./storage.ts";
 import { CudaEvent, type Stream } from "./stream.ts";
+
+// Larger than any current L2 (H100: 50 MB, H200: 60 MB) several times over.
+const L2_FLUSH_BYTES = 256 * 1024 * 1024;
 
 /** Options of {@link timeCuda}. */
 export interface TimingOptions {
@@ -17,6 +21,11 @@ export interface TimingOptions {
   iterations?: number;
   /** The stream the work is queued on (default: the legacy default stream). */
   stream?: Stream;
+  /**
+   * Overwrite a 256 MiB scratch buffer before each call, outside the timed region, so every
+   * call starts with a cold L2 cache as in peers' harnesses (CUDA devices only).
+   */
+  flushL2?: boolean;
 }
 
 /** Per-call times of {@link timeCuda}, in milliseconds. */
@@ -87,12 +96,18 @@ export function timeCuda(fn: () => void, options: TimingOptions = {}): TimingRes
   device.synchronize();
   using start = CudaEvent.create(device);
   using end = CudaEvent.create(device);
-  for (let i = 0; i < iterations; i++) {
-    start.record(options.stream);
-    fn();
-    end.record(options.stream);
-    end.synchronize();
-    samples.push(start.elapsedMs(end));
+  const scratch = options.flushL2 ? Storage.allocate(device, L2_FLUSH_BYTES) : undefined;
+  try {
+    for (let i = 0; i < iterations; i++) {
+      scratch?.fillZero();
+      start.record(options.stream);
+      fn();
+      end.record(options.stream);
+      end.synchronize();
+      samples.push(start.elapsedMs(end));
+    }
+  } finally {
+    scratch?.release();
   }
   return summarize(samples);
 }

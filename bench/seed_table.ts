@@ -112,4 +112,3 @@ if (import.meta.main) {
     await Deno.writeTextFile(values.json, JSON.stringify(Object.fromEntries(rows), null, 1));
   }
 }
-

@@ -6,9 +6,12 @@
  */
 
 import { check, ffi } from "../ffi/library.ts";
+import { keepAliveDuring } from "../ffi/pointers.ts";
 import {
+  type BackwardArgs,
   FLAG_CAUSAL,
   FLAG_DETERMINISTIC,
+  type ForwardArgs,
   packBackwardArgs,
   packForwardArgs,
   type TensorDescriptor,
@@ -16,7 +19,7 @@ import {
 import type { Device } from "./device.ts";
 import { invalidArgument } from "./errors.ts";
 import { checkNestedUsable, NestedBatch, nestedFromParts } from "./nested.ts";
-import { biasOperand, type DbiasPlan, finishDbias, planDbias } from "./bias.ts";
+import { biasOperand, finishDbias, planDbias } from "./bias.ts";
 import {
   checkDevice,
   denseOperand,
@@ -48,8 +51,9 @@ export interface AttentionOptions {
   /** Multiplier of q·k before the softmax; default 1/sqrt(D). */
   scale?: number;
   /**
-   * Additive bias (after scaling), float16/bfloat16/float32, rank <= 4, broadcastable by
-   * numpy rules to [B, Hq, Sq, Sk] (nested: [B, Hq, maxSq, maxSk]); -Infinity masks.
+   * Additive bias (after scaling), float16/bfloat16/float32, rank <= 4, right-aligned with
+   * [B, Hq, Sq, Sk] (nested: [B, Hq, maxSq, maxSk]); size-1 (or missing leading) dims
+   * broadcast over B, Hq and Sq, while the key dim must be full. -Infinity masks.
    */
   bias?: Tensor;
   /** Dropout probability, or probability with seed and offset. */
@@ -133,49 +137,98 @@ function scalarArgs(options: BackwardOptions, headDim: number, device: Device) {
   };
 }
 
-/** Problem sizes, read from q and k as [B, H, S, D] (nested: B sequences, max lengths). */
-interface Dims {
-  batch: number;
-  headsQ: number;
-  seqlenQ: number;
-  seqlenK: number;
-  headDim: number;
+/** What differs between dense and nested batches, once their inputs are checked. */
+interface Problem {
+  readonly device: Device;
+  readonly headDim: number;
+  /** The bias's full shape [B, Hq, Sq, Sk] (nested: [B, Hq, maxSq, maxSk]). */
+  readonly biasShape: number[];
+  /** lse's shape: [B, Hq, Sq] (nested: [totalQ, Hq]). */
+  readonly lseShape: number[];
+  /** The struct's cu_seqlens and max lengths (dense: none, 0 and 0). */
+  readonly seqlens: Pick<ForwardArgs, "cuSeqlensQ" | "cuSeqlensK" | "maxSeqlenQ" | "maxSeqlenK">;
+  /** The ABI descriptor of an output (dense: permuted from the layout). */
+  readonly describe: (tensor: Tensor, argument: string) => TensorDescriptor;
+  /** The inputs: owners of the host memory behind the packed addresses. */
+  readonly owners: readonly unknown[];
 }
 
-function biasFor(options: BackwardOptions, dims: Dims, device: Device, outputs: Outputs) {
+function denseProblem(
+  q: TensorDescriptor,
+  k: TensorDescriptor,
+  layout: Layout,
+  device: Device,
+  owners: readonly unknown[],
+): Problem {
+  const [batch, headsQ, seqlenQ, headDim] = q.shape;
+  return {
+    device,
+    headDim,
+    biasShape: [batch, headsQ, seqlenQ, k.shape[2]],
+    lseShape: [batch, headsQ, seqlenQ],
+    seqlens: { maxSeqlenQ: 0, maxSeqlenK: 0 },
+    describe: (tensor, argument) => denseOperand(tensor, argument, layout, device),
+    owners,
+  };
+}
+
+function nestedProblem(
+  q: NestedBatch,
+  k: NestedBatch,
+  device: Device,
+  owners: readonly unknown[],
+): Problem {
+  return {
+    device,
+    headDim: q.headDim,
+    biasShape: [q.batch, q.heads, q.maxSeqlen, k.maxSeqlen],
+    lseShape: [q.total, q.heads],
+    // Built from the batches' checked host lengths, so with the max lengths given the
+    // library may trust them (and need not read them back from a GPU).
+    seqlens: {
+      cuSeqlensQ: describeTensor(q.cuSeqlens, "cu_seqlens_q"),
+      cuSeqlensK: describeTensor(k.cuSeqlens, "cu_seqlens_k"),
+      maxSeqlenQ: q.maxSeqlen,
+      maxSeqlenK: k.maxSeqlen,
+    },
+    describe: describeTensor,
+    owners,
+  };
+}
+
+function biasFor(options: AttentionOptions, problem: Problem): TensorDescriptor | undefined {
   if (options.bias === undefined) return undefined;
-  const target = [dims.batch, dims.headsQ, dims.seqlenQ, dims.seqlenK];
-  return biasOperand(options.bias, "bias", target, device, outputs);
+  return biasOperand(options.bias, "bias", problem.biasShape, problem.device);
 }
 
 /** The dbias plan (output zeroed when made here), if dbias was asked for. */
-function dbiasFor(
-  options: BackwardOptions,
-  dims: Dims,
-  device: Device,
-  outputs: Outputs,
-): DbiasPlan | undefined {
+function dbiasFor(options: BackwardOptions, problem: Problem, outputs: Outputs) {
   if (!options.computeDbias && options.dbias === undefined) return undefined;
   if (options.bias === undefined) {
     throw invalidArgument("dbias", "computing dbias needs options.bias");
   }
-  const target = [dims.batch, dims.headsQ, dims.seqlenQ, dims.seqlenK];
-  return planDbias(options.bias, options.dbias, target, device, outputs);
+  return planDbias(options.bias, options.dbias, problem.biasShape, problem.device, outputs);
 }
 
-function denseDims(q: TensorDescriptor, k: TensorDescriptor): Dims {
-  const [batch, headsQ, seqlenQ, headDim] = q.shape;
-  return { batch, headsQ, seqlenQ, seqlenK: k.shape[2], headDim };
+/** Runs `body` with a fresh {@link Outputs}; the outputs it made are released if it throws. */
+function withOutputs<R>(body: (outputs: Outputs) => R): R {
+  const outputs = new Outputs();
+  try {
+    return body(outputs);
+  } catch (error) {
+    outputs.release();
+    throw error;
+  }
 }
 
-function nestedDims(q: NestedBatch, k: NestedBatch): Dims {
-  return {
-    batch: q.batch,
-    headsQ: q.heads,
-    seqlenQ: q.maxSeqlen,
-    seqlenK: k.maxSeqlen,
-    headDim: q.headDim,
-  };
+/** Makes one ABI call with the inputs and `more` (bias, outputs) held until it returns. */
+function callLibrary(problem: Problem, more: readonly unknown[], call: () => number): void {
+  check(keepAliveDuring([...problem.owners, ...more], call), "attention");
+}
+
+/** A passed-in output returned inside a new batch gets a reference of its own. */
+function owned(tensor: Tensor, given: Tensor | undefined): Tensor {
+  return tensor === given ? shareTensor(tensor) : tensor;
 }
 
 function sameLengths(a: NestedBatch, b: NestedBatch): boolean {
@@ -253,6 +306,33 @@ export function attention(
   return denseForward(q, k, v, options);
 }
 
+/** Makes out (like `outLike`) and lse, calls fa_forward and hands both to `finish`. */
+function runForward<R>(
+  problem: Problem,
+  inputs: Pick<ForwardArgs, "q" | "k" | "v">,
+  options: AttentionOptions,
+  outLike: Tensor,
+  finish: (out: Tensor, lse: Tensor) => R,
+): R {
+  const { device } = problem;
+  const scalars = scalarArgs(options, problem.headDim, device);
+  return withOutputs((outputs) => {
+    const bias = biasFor(options, problem);
+    const out = outputs.take(options.out, "out", outLike.shape, outLike.dtype, device);
+    const lse = outputs.take(options.lse, "lse", problem.lseShape, "float32", device);
+    const args = packForwardArgs({
+      ...inputs,
+      out: problem.describe(out, "out"),
+      lse: describeTensor(lse, "lse"),
+      bias,
+      ...problem.seqlens,
+      ...scalars,
+    });
+    callLibrary(problem, [options.bias, options.stream, out, lse], () => ffi().fa_forward(args));
+    return finish(out, lse);
+  });
+}
+
 function denseForward(
   q: Tensor,
   k: Tensor,
@@ -260,44 +340,14 @@ function denseForward(
   options: AttentionOptions,
 ): AttentionResult {
   const device = q.device;
-  const layout: Layout = parseLayout(options.layout);
-  const qOperand = denseOperand(q, "q", layout, device);
-  const kOperand = denseOperand(k, "k", layout, device);
-  const vOperand = denseOperand(v, "v", layout, device);
-  const dims = denseDims(qOperand, kOperand);
-  const scalars = scalarArgs(options, dims.headDim, device);
-  const outputs = new Outputs();
-  try {
-    const bias = biasFor(options, dims, device, outputs);
-    const out = outputs.take(options.out, "out", q.shape, q.dtype, device);
-    const lse = outputs.take(
-      options.lse,
-      "lse",
-      [dims.batch, dims.headsQ, dims.seqlenQ],
-      "float32",
-      device,
-    );
-    // q, k, v and the options stay referenced (as parameters) until the call returns, so
-    // host buffers behind the addresses cannot be collected meanwhile.
-    const args = packForwardArgs({
-      q: qOperand,
-      k: kOperand,
-      v: vOperand,
-      out: denseOperand(out, "out", layout, device),
-      lse: describeTensor(lse, "lse"),
-      bias,
-      ...scalars,
-      maxSeqlenQ: 0,
-      maxSeqlenK: 0,
-    });
-    check(ffi().fa_forward(args), "attention");
-    return { out, lse };
-  } catch (error) {
-    outputs.release();
-    throw error;
-  } finally {
-    outputs.releaseScratch();
-  }
+  const layout = parseLayout(options.layout);
+  const inputs = {
+    q: denseOperand(q, "q", layout, device),
+    k: denseOperand(k, "k", layout, device),
+    v: denseOperand(v, "v", layout, device),
+  };
+  const problem = denseProblem(inputs.q, inputs.k, layout, device, [q, k, v]);
+  return runForward(problem, inputs, options, q, (out, lse) => ({ out, lse }));
 }
 
 function nestedForward(
@@ -307,39 +357,17 @@ function nestedForward(
   options: AttentionOptions,
 ): NestedAttentionResult {
   const device = q.data.device;
-  const qOperand = nestedOperand(q, "q", device);
-  const kOperand = nestedOperand(k, "k", device);
-  const vOperand = nestedOperand(v, "v", device);
+  const inputs = {
+    q: nestedOperand(q, "q", device),
+    k: nestedOperand(k, "k", device),
+    v: nestedOperand(v, "v", device),
+  };
   checkNestedLengths(q, k, v);
-  const dims = nestedDims(q, k);
-  const scalars = scalarArgs(options, dims.headDim, device);
-  const outputs = new Outputs();
-  try {
-    const bias = biasFor(options, dims, device, outputs);
-    const out = outputs.take(options.out, "out", q.data.shape, q.data.dtype, device);
-    const lse = outputs.take(options.lse, "lse", [q.total, q.heads], "float32", device);
-    const args = packForwardArgs({
-      q: qOperand,
-      k: kOperand,
-      v: vOperand,
-      out: describeTensor(out, "out"),
-      lse: describeTensor(lse, "lse"),
-      bias,
-      cuSeqlensQ: describeTensor(q.cuSeqlens, "cu_seqlens_q"),
-      cuSeqlensK: describeTensor(k.cuSeqlens, "cu_seqlens_k"),
-      ...scalars,
-      maxSeqlenQ: dims.seqlenQ,
-      maxSeqlenK: dims.seqlenK,
-    });
-    check(ffi().fa_forward(args), "attention");
-    const outData = out === options.out ? shareTensor(out, "out") : out;
-    return { out: nestedFromParts(outData, shareTensor(q.cuSeqlens), q.seqlens), lse };
-  } catch (error) {
-    outputs.release();
-    throw error;
-  } finally {
-    outputs.releaseScratch();
-  }
+  const problem = nestedProblem(q, k, device, [q, k, v]);
+  return runForward(problem, inputs, options, q.data, (out, lse) => ({
+    out: nestedFromParts(owned(out, options.out), shareTensor(q.cuSeqlens), q.seqlens),
+    lse,
+  }));
 }
 
 /**
@@ -429,6 +457,42 @@ function lseOperand(lse: Tensor, device: Device): TensorDescriptor {
   return describeTensor(lse, "lse");
 }
 
+/** Makes dq, dk, dv (like `likes`) and dbias, calls fa_backward, hands them to `finish`. */
+function runBackward<R>(
+  problem: Problem,
+  inputs: Pick<BackwardArgs, "q" | "k" | "v" | "out" | "dout" | "lse">,
+  options: BackwardOptions,
+  likes: readonly [Tensor, Tensor, Tensor],
+  finish: (gradients: BackwardResult) => R,
+): R {
+  const { device } = problem;
+  const scalars = scalarArgs(options, problem.headDim, device);
+  return withOutputs((outputs) => {
+    const bias = biasFor(options, problem);
+    const [dq, dk, dv] = (["dq", "dk", "dv"] as const).map((name, i) =>
+      outputs.take(options[name], name, likes[i].shape, likes[i].dtype, device)
+    );
+    const dbias = dbiasFor(options, problem, outputs);
+    const args = packBackwardArgs({
+      ...inputs,
+      dq: problem.describe(dq, "dq"),
+      dk: problem.describe(dk, "dk"),
+      dv: problem.describe(dv, "dv"),
+      bias,
+      dbias: dbias?.operand,
+      ...problem.seqlens,
+      ...scalars,
+      workspace: 0n,
+      workspaceBytes: 0n,
+    });
+    const more = [options.bias, options.stream, dq, dk, dv, dbias?.tensor];
+    callLibrary(problem, more, () => ffi().fa_backward(args));
+    if (dbias === undefined) return finish({ dq, dk, dv });
+    finishDbias(dbias);
+    return finish({ dq, dk, dv, dbias: dbias.tensor });
+  });
+}
+
 function denseBackward(
   dout: Tensor,
   q: Tensor,
@@ -440,49 +504,16 @@ function denseBackward(
 ): BackwardResult {
   const device = q.device;
   const layout = parseLayout(options.layout);
-  const qOperand = denseOperand(q, "q", layout, device);
-  const kOperand = denseOperand(k, "k", layout, device);
-  const vOperand = denseOperand(v, "v", layout, device);
-  const outOperand = denseOperand(out, "out", layout, device);
-  const doutOperand = denseOperand(dout, "dout", layout, device);
-  const lseDescriptor = lseOperand(lse, device);
-  const dims = denseDims(qOperand, kOperand);
-  const scalars = scalarArgs(options, dims.headDim, device);
-  const outputs = new Outputs();
-  try {
-    const bias = biasFor(options, dims, device, outputs);
-    const dq = outputs.take(options.dq, "dq", q.shape, q.dtype, device);
-    const dk = outputs.take(options.dk, "dk", k.shape, k.dtype, device);
-    const dv = outputs.take(options.dv, "dv", v.shape, v.dtype, device);
-    const dbias = dbiasFor(options, dims, device, outputs);
-    const args = packBackwardArgs({
-      q: qOperand,
-      k: kOperand,
-      v: vOperand,
-      out: outOperand,
-      dout: doutOperand,
-      lse: lseDescriptor,
-      dq: denseOperand(dq, "dq", layout, device),
-      dk: denseOperand(dk, "dk", layout, device),
-      dv: denseOperand(dv, "dv", layout, device),
-      bias,
-      dbias: dbias?.operand,
-      ...scalars,
-      maxSeqlenQ: 0,
-      maxSeqlenK: 0,
-      workspace: 0n,
-      workspaceBytes: 0n,
-    });
-    check(ffi().fa_backward(args), "attention");
-    if (dbias === undefined) return { dq, dk, dv };
-    finishDbias(dbias);
-    return { dq, dk, dv, dbias: dbias.tensor };
-  } catch (error) {
-    outputs.release();
-    throw error;
-  } finally {
-    outputs.releaseScratch();
-  }
+  const inputs = {
+    q: denseOperand(q, "q", layout, device),
+    k: denseOperand(k, "k", layout, device),
+    v: denseOperand(v, "v", layout, device),
+    out: denseOperand(out, "out", layout, device),
+    dout: denseOperand(dout, "dout", layout, device),
+    lse: lseOperand(lse, device),
+  };
+  const problem = denseProblem(inputs.q, inputs.k, layout, device, [dout, q, k, v, out, lse]);
+  return runBackward(problem, inputs, options, [q, k, v], (gradients) => gradients);
 }
 
 function nestedBackward(
@@ -495,58 +526,23 @@ function nestedBackward(
   options: BackwardOptions,
 ): NestedBackwardResult {
   const device = q.data.device;
-  const qOperand = nestedOperand(q, "q", device);
-  const kOperand = nestedOperand(k, "k", device);
-  const vOperand = nestedOperand(v, "v", device);
-  const outOperand = nestedOperand(out, "out", device);
-  const doutOperand = nestedOperand(dout, "dout", device);
+  const operands = {
+    q: nestedOperand(q, "q", device),
+    k: nestedOperand(k, "k", device),
+    v: nestedOperand(v, "v", device),
+    out: nestedOperand(out, "out", device),
+    dout: nestedOperand(dout, "dout", device),
+  };
   checkNestedLengths(q, k, v, [["out", out], ["dout", dout]]);
-  const lseDescriptor = lseOperand(lse, device);
-  const dims = nestedDims(q, k);
-  const scalars = scalarArgs(options, dims.headDim, device);
-  const outputs = new Outputs();
-  try {
-    const bias = biasFor(options, dims, device, outputs);
-    const dq = outputs.take(options.dq, "dq", q.data.shape, q.data.dtype, device);
-    const dk = outputs.take(options.dk, "dk", k.data.shape, k.data.dtype, device);
-    const dv = outputs.take(options.dv, "dv", v.data.shape, v.data.dtype, device);
-    const dbias = dbiasFor(options, dims, device, outputs);
-    const args = packBackwardArgs({
-      q: qOperand,
-      k: kOperand,
-      v: vOperand,
-      out: outOperand,
-      dout: doutOperand,
-      lse: lseDescriptor,
-      dq: describeTensor(dq, "dq"),
-      dk: describeTensor(dk, "dk"),
-      dv: describeTensor(dv, "dv"),
-      bias,
-      dbias: dbias?.operand,
-      cuSeqlensQ: describeTensor(q.cuSeqlens, "cu_seqlens_q"),
-      cuSeqlensK: describeTensor(k.cuSeqlens, "cu_seqlens_k"),
-      ...scalars,
-      maxSeqlenQ: dims.seqlenQ,
-      maxSeqlenK: dims.seqlenK,
-      workspace: 0n,
-      workspaceBytes: 0n,
-    });
-    check(ffi().fa_backward(args), "attention");
-    if (dbias !== undefined) finishDbias(dbias);
-    // Results own their data; a passed-in output gets a reference of its own.
-    const own = (tensor: Tensor, given: Tensor | undefined) =>
-      tensor === given ? shareTensor(tensor) : tensor;
+  const inputs = { ...operands, lse: lseOperand(lse, device) };
+  const problem = nestedProblem(q, k, device, [dout, q, k, v, out, lse]);
+  return runBackward(problem, inputs, options, [q.data, k.data, v.data], (gradients) => {
     const result: NestedBackwardResult = {
-      dq: nestedFromParts(own(dq, options.dq), shareTensor(q.cuSeqlens), q.seqlens),
-      dk: nestedFromParts(own(dk, options.dk), shareTensor(k.cuSeqlens), k.seqlens),
-      dv: nestedFromParts(own(dv, options.dv), shareTensor(v.cuSeqlens), v.seqlens),
+      dq: nestedFromParts(owned(gradients.dq, options.dq), shareTensor(q.cuSeqlens), q.seqlens),
+      dk: nestedFromParts(owned(gradients.dk, options.dk), shareTensor(k.cuSeqlens), k.seqlens),
+      dv: nestedFromParts(owned(gradients.dv, options.dv), shareTensor(v.cuSeqlens), v.seqlens),
     };
-    if (dbias !== undefined) result.dbias = dbias.tensor;
+    if (gradients.dbias !== undefined) result.dbias = gradients.dbias;
     return result;
-  } catch (error) {
-    outputs.release();
-    throw error;
-  } finally {
-    outputs.releaseScratch();
-  }
+  });
 }

@@ -99,9 +99,8 @@ export class Device {
   /** Number of CUDA devices; 0 where there is no driver or no GPU (that never throws). */
   static cudaCount(): number {
     const count = new Int32Array(1);
-    const status = ffi().fa_device_count(count);
-    if (status === 3) return 0; // FA_ERR_NO_DEVICE: no driver
-    check(status, "device");
+    // The library answers 0 with FA_OK where there is no driver or no GPU.
+    check(ffi().fa_device_count(count), "device");
     return count[0];
   }
 

@@ -1,7 +1,7 @@
 /**
  * Turning tensors, nested batches and options into the ABI's descriptors: the checks the
  * TypeScript side can make before any FFI call (disposed, rank, device, output shapes),
- * the "bshd" permutation, bias broadcasting and dropout parameters. Not public.
+ * the "bshd" permutation and dropout parameters. Not public.
  * @module
  */
 
@@ -48,11 +48,6 @@ export function denseOperand(
   };
 }
 
-/** The [B, H, S, D] shape of a dense operand given in `layout`. */
-export function logicalShape(shape: readonly number[], layout: Layout): number[] {
-  return layout === "bshd" ? [shape[0], shape[2], shape[1], shape[3]] : [...shape];
-}
-
 /** The ABI descriptor of a nested batch's data `[total, H, D]`. */
 export function nestedOperand(
   batch: NestedBatch,
@@ -71,10 +66,9 @@ export function checkDevice(tensor: Tensor, argument: string, device: Device): v
   }
 }
 
-/** Tensors made for one call: outputs (released if the call fails) and temporaries. */
+/** The outputs made for one call, released if the call fails. */
 export class Outputs {
   readonly #made: Tensor[] = [];
-  readonly #scratch: Tensor[] = [];
 
   /**
    * `given` after checking its shape, dtype and device, or a new contiguous tensor of
@@ -104,20 +98,9 @@ export class Outputs {
     return given;
   }
 
-  /** Keeps a temporary tensor until {@link Outputs.releaseScratch}. */
-  scratch(tensor: Tensor): Tensor {
-    this.#scratch.push(tensor);
-    return tensor;
-  }
-
   /** Disposes every output made here (after a failed call). */
   release(): void {
     for (const tensor of this.#made) tensor.dispose();
-  }
-
-  /** Disposes the temporaries (after every call). */
-  releaseScratch(): void {
-    for (const tensor of this.#scratch) tensor.dispose();
   }
 }
 

@@ -6,15 +6,11 @@
  */
 
 import { check, ffi } from "../ffi/library.ts";
+import { hostAddress } from "../ffi/pointers.ts";
 import type { Device } from "./device.ts";
 import { FlashAttentionError } from "./errors.ts";
 
 const ALIGNMENT = 16;
-
-/** The address of a host buffer's first byte, as the ABI's u64. */
-export function hostAddress(bytes: Uint8Array): bigint {
-  return Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes));
-}
 
 /** Bytes to skip so that data starts 16-byte aligned; 0 where addresses are not readable. */
 function alignmentPadding(buffer: ArrayBuffer): number {

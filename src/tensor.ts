@@ -395,6 +395,39 @@ export function copyInto(target: Tensor, elementOffset: number, src: Tensor): vo
 }
 
 /**
+ * Sets every element of `tensor` (any layout, any device) to zero, touching only the bytes
+ * of its elements. Throws "disposed" naming `argument`. Not part of the public API.
+ */
+export function fillZeros(tensor: Tensor, argument: string): void {
+  const { storage, offset } = storageOf(tensor, argument);
+  if (tensor.numel === 0) return;
+  const elementBytes = dtypeBytes(tensor.dtype);
+  if (tensor.isContiguous) {
+    storage.write(offset * elementBytes, new Uint8Array(tensor.numel * elementBytes));
+    return;
+  }
+  // One write per innermost row (per element where the last dim is strided).
+  const { shape, strides } = tensor;
+  const rank = shape.length;
+  const inner = shape[rank - 1], innerStride = strides[rank - 1];
+  const run = innerStride === 1 ? inner : 1;
+  const zeros = new Uint8Array(run * elementBytes);
+  const index = new Array<number>(rank - 1).fill(0);
+  let position = offset;
+  for (let rows = tensor.numel / inner; rows > 0; rows--) {
+    for (let i = 0; i < inner; i += run) {
+      storage.write((position + i * innerStride) * elementBytes, zeros);
+    }
+    for (let dim = rank - 2; dim >= 0; dim--) {
+      position += strides[dim];
+      if (++index[dim] < shape[dim]) break;
+      position -= strides[dim] * shape[dim];
+      index[dim] = 0;
+    }
+  }
+}
+
+/**
  * The ABI view of a tensor: address of its first element, dtype, device, shape and strides.
  * Throws "disposed" naming `argument`. Not part of the public API.
  */

@@ -266,6 +266,18 @@ const CONFIGS: CaseConfig[] = [
     ...{ B: 1, Hq: 4, Hkv: 4, Sq: 9, Sk: 17, D: 8, seed: 124 },
     bias: { dtype: "float32", shape: [17] },
   },
+  // Sq >= 130: three row blocks of the CPU backend, so dbias rows are summed over several
+  // row blocks (a [B,1,1,Sk] bias: over heads and every query row), or written per block.
+  {
+    dtype: "float16",
+    ...{ B: 2, Hq: 2, Hkv: 1, Sq: 130, Sk: 40, D: 32, causal: true, seed: 125 },
+    bias: { dtype: "float32", shape: [2, 1, 1, 40], negInf: 0.05 },
+  },
+  {
+    dtype: "bfloat16",
+    ...{ B: 1, Hq: 2, Hkv: 2, Sq: 131, Sk: 24, D: 16, seed: 126 },
+    bias: { dtype: "bfloat16", shape: [1, 2, 131, 24] },
+  },
   // GQA / MQA: dk, dv summed over each group
   { dtype: "float16", B: 2, Hq: 4, Hkv: 2, Sq: 7, Sk: 33, D: 64, seed: 130 },
   { dtype: "bfloat16", B: 1, Hq: 4, Hkv: 1, Sq: 33, Sk: 65, D: 128, causal: true, seed: 131 },

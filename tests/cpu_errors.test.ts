@@ -791,6 +791,37 @@ Deno.test("raw ABI: the baselines succeed, write every output and clear the last
   assert.ok(p.lse.every((x) => x !== POISON && Number.isFinite(x)), "nested lse fully written");
 });
 
+Deno.test("raw ABI: a dbias view with no elements is never written (nested, every query sequence empty)", () => {
+  const p = new RawProblem();
+  p.poison();
+  // q, out, dout, dq: 0 packed rows; k, v, dk, dv: two sequences of 8 rows.
+  const nested = p.nested(new Int32Array([0, 0, 0]), new Int32Array([0, 8, 16]));
+  // [B, Hq, maxSq = 0, maxSk] with a stride-0 row dim: a "sum over the rows" of no rows.
+  const empty = (buffer: Float32Array<ArrayBuffer>): RawTensor => ({
+    ...p.t(buffer, FA_FLOAT32, [2, 2, 0, 8]),
+    stride: [0, 0, 0, 1],
+  });
+  const args: RawBackward = {
+    ...p.backward(),
+    ...nested,
+    structSize: 1216,
+    q: p.t(p.q, FA_FLOAT16, [0, 2, 8]),
+    out: p.t(p.out, FA_FLOAT16, [0, 2, 8]),
+    dout: p.t(p.dout, FA_FLOAT16, [0, 2, 8]),
+    lse: p.t(p.lse, FA_FLOAT32, [0, 2]),
+    dq: p.t(p.dq, FA_FLOAT16, [0, 2, 8]),
+    dk: p.t(p.dk, FA_FLOAT16, [16, 1, 8]),
+    dv: p.t(p.dv, FA_FLOAT16, [16, 1, 8]),
+    bias: empty(p.bias),
+    dbias: empty(p.dbias),
+  };
+  assert.equal(ffi().fa_backward(packRawBackward(args)), 0, lastError());
+  assert.ok(p.dbias.every((x) => x === POISON), "nothing written through the empty dbias");
+  const zero = (x: number) => (x & 0x7fff) === 0;
+  assert.ok(p.dk.every(zero) && p.dv.every(zero), "dk, dv = 0 (no queries)");
+  assert.ok(p.dq.every((x) => x === 0x7e00), "nothing written to the empty dq");
+});
+
 Deno.test("raw ABI: this file's packing equals ffi/structs.ts byte for byte", () => {
   const p = new RawProblem();
   const a = p.forward();
@@ -952,6 +983,48 @@ Deno.test("raw ABI: mismatched devices, misaligned pointers, bad strides", () =>
     "dv",
     (a) => ({ ...a, dv: { ...a.dv, data: a.dv.data + 1n } }),
   );
+});
+
+Deno.test("raw ABI: element counts and byte offsets beyond int64 are refused, naming the tensor", () => {
+  // 2^31 * 2^31 * 8 = 2^65 elements wraps to 0 in int64: such a tensor must not pass as empty
+  // (which skipped the overlap and alignment checks, then ran for ever over stride-0 views).
+  const huge = { shape: [2 ** 31, 2 ** 31, 1, 8], stride: [0, 0, 0, 1] };
+  const tooMany = /: shape \[2147483648, 2147483648, 1, 8\] has more than 2\^63 elements$/;
+  rawForwardFails("a whole problem of stride-0 views, 2^65 elements each", INVALID, "q", (a) => ({
+    ...a,
+    q: { ...a.q, ...huge },
+    k: { ...a.k, ...huge },
+    v: { ...a.v, ...huge },
+    out: { ...a.out, ...huge },
+    lse: undefined,
+  }));
+  assert.match(lastError(), tooMany);
+  rawForwardFails("out of 2^65 elements", INVALID, "out", (a) => ({
+    ...a,
+    out: { ...a.out, ...huge },
+  }));
+  assert.match(lastError(), tooMany);
+  rawBackwardFails("dq of 2^65 elements", INVALID, "dq", (a) => ({
+    ...a,
+    dq: { ...a.dq, ...huge },
+  }));
+  assert.match(lastError(), tooMany);
+  rawBackwardFails(
+    "dbias of 2^65 elements (reducible stride-0 dims)",
+    INVALID,
+    "dbias",
+    (a, p) => ({
+      ...a,
+      bias: { ...p.t(p.bias, FA_FLOAT32, [1, 2, 4, 8]), stride: [0, 0, 0, 1] },
+      dbias: { ...p.t(p.dbias, FA_FLOAT32, [1, 1, 1, 8]), ...huge },
+    }),
+  );
+  assert.match(lastError(), tooMany);
+  rawForwardFails("lse whose last byte offset passes 2^63", INVALID, "lse", (a) => ({
+    ...a,
+    lse: { ...a.lse!, stride: [8, 2 ** 61, 1] },
+  }));
+  assert.match(lastError(), /^lse: shape \[1, 2, 4\] with strides \[8, \d+, 1\] spans more than/);
 });
 
 Deno.test("raw ABI: scalar fields", () => {

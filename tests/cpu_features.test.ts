@@ -59,6 +59,7 @@ import {
   toF64,
   unitRoundoff,
 } from "./helpers/random.ts";
+import { dropoutThreshold as cliDropoutThreshold } from "../src/cli/philox.ts";
 
 const cpu = Device.cpu();
 
@@ -460,6 +461,53 @@ Deno.test("nested: a single sequence equals the dense call bit for bit", () => {
   }
 });
 
+Deno.test("nested: every query sequence empty -> nothing written through the empty dbias view; a broadcast dbias is zeroed", () => {
+  const H = 2, D = 16, kLens = [5, 9];
+  const rng = new Rng(310);
+  const seqs = kLens.map((n) =>
+    Tensor.fromArray(rng.normalArray(n * H * D), [n, H, D], { dtype: "float16" })
+  );
+  using none = Tensor.zeros([0, H, D], "float16");
+  using q = NestedBatch.pack([none, none]);
+  using k = NestedBatch.pack(seqs);
+  // [B, 1, 1, maxSk] seen as [B, H, 0, maxSk]: the row dim broadcasts (stride 0) to 0 rows.
+  using bias = Tensor.fromArray(rng.normalArray(2 * 9), [2, 1, 1, 9], { dtype: "float32" });
+  const fwd = attention(q, k, k, { bias });
+  // The caller's dbias, contiguous and as a strided view (row 0 of two per batch entry).
+  using given = Tensor.full([2, 1, 1, 9], POISON, "float32");
+  using wide = Tensor.full([2, 1, 2, 9], POISON, "float32");
+  using strided = wide.slice(2, 0, 1);
+  try {
+    assert.deepEqual([...strided.shape], [2, 1, 1, 9]);
+    assert.ok(!strided.isContiguous);
+    for (const dbias of [given, strided]) {
+      const g = attentionBackward(fwd.out, q, k, k, fwd.out, fwd.lse, { bias, dbias });
+      assert.equal(g.dbias, dbias, "the given dbias is returned");
+      assertAllEqual("dbias (a sum over no rows)", dbias.toFloat32(), 0);
+      assertAllEqual("dk (no queries)", g.dk.data.toFloat32(), 0);
+      assertAllEqual("dv (no queries)", g.dv.data.toFloat32(), 0);
+      g.dq.dispose();
+      g.dk.dispose();
+      g.dv.dispose();
+    }
+    const unviewed = wide.toFloat32().filter((_, i) => Math.floor(i / 9) % 2 === 1);
+    assertAllEqual("rows of the strided dbias's storage it does not view", unviewed, POISON);
+    const made = attentionBackward(fwd.out, q, k, k, fwd.out, fwd.lse, {
+      bias,
+      computeDbias: true,
+    });
+    assert.ok(made.dbias !== undefined);
+    assert.deepEqual([...made.dbias.shape], [2, 1, 1, 9]);
+    assertAllEqual("dbias made by the call", made.dbias.toFloat32(), 0);
+    for (const batch of [made.dq, made.dk, made.dv]) batch.dispose();
+    made.dbias.dispose();
+  } finally {
+    fwd.out.dispose();
+    fwd.lse.dispose();
+    for (const seq of seqs) seq.dispose();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // GQA
 
@@ -592,10 +640,10 @@ Deno.test("layout bshd, permuted views, slices and strided outputs equal contigu
 // ---------------------------------------------------------------------------------------------
 // Bias broadcasting
 
-function checkBroadcastBias(biasDtype: "float32" | "bfloat16", shape: number[]): void {
+function checkBroadcastBias(biasDtype: "float32" | "bfloat16", shape: number[], Sk = 21): void {
   const c: CaseConfig = {
     dtype: "float16",
-    ...{ B: 2, Hq: 3, Hkv: 3, Sq: 11, Sk: 21, D: 16, causal: true, seed: 600 },
+    ...{ B: 2, Hq: 3, Hkv: 3, Sq: 11, Sk, D: 16, causal: true, seed: 600 },
     bias: { dtype: biasDtype, shape, negInf: 0.05 },
   };
   const data = makeCase(c);
@@ -623,8 +671,8 @@ function checkBroadcastBias(biasDtype: "float32" | "bfloat16", shape: number[]):
     const fullD = gb.dbias.toFloat32();
     const want = reduceTo(fullD, full, shape);
     const mag = reduceTo(fullD.map(Math.abs), full, shape);
-    // A bias broadcast over the keys has a zero gradient (softmax is shift invariant).
-    if (shape[shape.length - 1] !== 1) assertNontrivial(name, want);
+    // With one key P = 1 wherever it is visible, so dS = P (dP - delta) = 0 for any bias.
+    if (c.Sk > 1) assertNontrivial(name, want);
     // Parts rounded to the bias dtype (u each) and the reduced sum rounded once, float32
     // accumulation besides: 2u * sum |parts| + 1e-5 of the largest part.
     const u = unitRoundoff(biasDtype);
@@ -652,8 +700,44 @@ Deno.test("broadcast bias equals the materialized bias; dbias of a broadcast is 
   }
 });
 
-Deno.test("bias broadcast over the key dim ([Sq, 1], numpy rules of API.md) equals materialized", () => {
-  checkBroadcastBias("float32", [11, 1]);
+Deno.test("bias broadcast over the key dim (key size 1 while Sk > 1) is refused: invalid_argument, bias", () => {
+  const c: CaseConfig = {
+    dtype: "float16",
+    ...{ B: 2, Hq: 3, Hkv: 3, Sq: 11, Sk: 21, D: 16, causal: true, seed: 601 },
+  };
+  const t = caseTensors(makeCase(c));
+  const refused = (error: unknown): boolean => {
+    assert.ok(error instanceof FlashAttentionError, String(error));
+    assert.equal(error.code, "invalid_argument");
+    assert.equal(error.argument, "bias");
+    assert.match(error.message, /^bias: the key dimension must be full: expected 21 keys/);
+    assert.match(error.message, /batch, heads and query rows/);
+    return true;
+  };
+  const fwd = attention(t.q, t.k, t.v, { causal: true });
+  try {
+    for (const shape of [[11, 1], [2, 3, 11, 1], [2, 1, 1, 1], [1], []]) {
+      using bias = Tensor.zeros(shape, "float32");
+      using out = poisoned([c.B, c.Hq, c.Sq, c.D], "float16");
+      const options = { causal: true, bias };
+      assert.throws(() => attention(t.q, t.k, t.v, { ...options, out }), refused, `[${shape}]`);
+      assertAllEqual(`[${shape}] out untouched`, out.toFloat32(), POISON);
+      using dbias = Tensor.full(shape, POISON, "float32");
+      using dq = poisoned([c.B, c.Hq, c.Sq, c.D], "float16");
+      assert.throws(
+        () => attentionBackward(t.dout, t.q, t.k, t.v, fwd.out, fwd.lse, { ...options, dbias, dq }),
+        refused,
+        `[${shape}] backward`,
+      );
+      assertAllEqual(`[${shape}] dbias untouched`, dbias.toFloat32(), POISON);
+      assertAllEqual(`[${shape}] dq untouched`, dq.toFloat32(), POISON);
+    }
+  } finally {
+    disposeTensors(t, fwd);
+  }
+  // With a single key the key dim of size 1 is full: allowed, and equal to materializing.
+  checkBroadcastBias("float32", [1, 3, 11, 1], 1);
+  checkBroadcastBias("bfloat16", [11, 1], 1);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -858,10 +942,20 @@ Deno.test("16-bit decode: all 65536 patterns (float16 and bfloat16) and re-encod
   const f16Ref = new Float16Array(all.buffer);
   for (let i = 0; i < 65536; i++) {
     if (isF16NaN(i)) assert.ok(Number.isNaN(f16[i]), `f16 0x${i.toString(16)} -> ${f16[i]}`);
-    else {assert.ok(
+    else {
+      assert.ok(
         Object.is(f16[i], f16Ref[i]),
         `f16 0x${i.toString(16)}: ${f16[i]} vs ${f16Ref[i]}`,
-      );}
+      );
+      // The same value from the binary16 fields, independently of the engine's Float16Array.
+      const sign = i & 0x8000 ? -1 : 1, exponent = (i >>> 10) & 0x1f, mantissa = i & 0x3ff;
+      const fields = exponent === 0
+        ? sign * mantissa * 2 ** -24
+        : exponent === 31
+        ? sign * Infinity
+        : sign * (1024 + mantissa) * 2 ** (exponent - 25);
+      assert.ok(Object.is(f16[i], fields), `f16 0x${i.toString(16)}: ${f16[i]} vs ${fields}`);
+    }
     const want = bitsF32(i << 16);
     if (isBf16NaN(i)) assert.ok(Number.isNaN(bf16[i]), `bf16 0x${i.toString(16)} -> ${bf16[i]}`);
     else assert.ok(Object.is(bf16[i], want), `bf16 0x${i.toString(16)}: ${bf16[i]} vs ${want}`);
@@ -1022,6 +1116,13 @@ Deno.test("dropout threshold helper agrees with the header's round(p * 65536) on
   assert.equal(dropoutThreshold(0.5), 32768);
   assert.equal(dropoutThreshold(0), 0);
   assert.equal(dropoutThreshold(0.99999), 65535);
+  // The CLI's reference rounds p to float32 like the library: just below 0.5 / 65536 as a
+  // double (threshold 0), exactly 0.5 / 65536 as a float32 (threshold 1).
+  const straddling = 2 ** -17 - 2 ** -50;
+  assert.equal(dropoutThreshold(straddling), 1);
+  for (const p of [straddling, 0.1, 0.5, 0.99999, 1 / 3]) {
+    assert.equal(cliDropoutThreshold(p), dropoutThreshold(p), `p = ${p}`);
+  }
 });
 
 // Reference arrays used only for the quantization of inputs must stay consistent.

@@ -16,20 +16,29 @@ import {
   loadLibrary,
 } from "../ffi/library.ts";
 import { symbols } from "../ffi/symbols.ts";
-import { ABI_VERSION, attention, Device, FlashAttentionError, Tensor } from "../mod.ts";
+import {
+  ABI_VERSION,
+  attention,
+  attentionBackward,
+  Device,
+  FlashAttentionError,
+  Tensor,
+} from "../mod.ts";
 import { libraryCacheDir, SOURCE_FILES } from "../src/build.ts";
 import { disposeTensors } from "./helpers/cases.ts";
-import { assertBitwise } from "./helpers/check.ts";
+import { assertBitwise, assertNontrivial } from "./helpers/check.ts";
 import { Rng } from "./helpers/random.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const LIB = join(ROOT, "build", "libflashattn.so");
+// The library under test: FLASHATTN_LIB where set (as the lookup does), else build/.
+const LIB = Deno.env.get(LIBRARY_ENV) || join(ROOT, "build", "libflashattn.so");
 const decoder = new TextDecoder();
 
 async function run(
   cmd: string,
   args: string[],
   env?: Record<string, string>,
+  timeoutMs?: number,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(cmd, {
     args,
@@ -37,6 +46,7 @@ async function run(
     env,
     stdout: "piped",
     stderr: "piped",
+    signal: timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs),
   })
     .output();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
@@ -79,7 +89,10 @@ Deno.test("library: ABI and package versions agree", async () => {
   assert.equal(ffi().fa_abi_version(), ABI_VERSION);
   const pkg = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))) as { version: string };
   assert.equal(loadLibrary().version, pkg.version);
-  assert.equal(loadLibrary().location.source, "module");
+  // FLASHATTN_LIB (e.g. a build folder outside the checkout) wins over build/ beside the module.
+  const fromEnv = Deno.env.get(LIBRARY_ENV);
+  assert.equal(loadLibrary().location.source, fromEnv ? "env" : "module");
+  if (fromEnv) assert.equal(loadLibrary().location.path, fromEnv);
 });
 
 Deno.test("library: lookup order env -> beside the module -> cache -> error (temporary folders)", async () => {
@@ -195,7 +208,19 @@ Deno.test("library: the process honours FLASHATTN_LIB (copy works; missing or bo
   }
 });
 
-Deno.test("library: SOURCE_FILES of src/build.ts lists exactly Makefile + the files under cuda/", async () => {
+/** The kernels' self-test harness: in the tree, but not needed by `make lib`. */
+const NOT_SHIPPED = "cuda/sm80/selftest/";
+
+/** Makefile + the files under cuda/: git-tracked ones in a checkout, else every file there. */
+async function buildSources(): Promise<string[]> {
+  const checkout = await Deno.stat(join(ROOT, ".git")).then(() => true, () => false);
+  if (checkout) {
+    // Tracked files only, so untracked work in progress does not count. A copy of the tree
+    // whose .git is not a usable repository (no git, no index) falls back to the walk.
+    const git = await run("git", ["ls-files", "Makefile", "cuda"]).catch(() => undefined);
+    const tracked = git?.code === 0 ? git.stdout.split("\n").filter((line) => line !== "") : [];
+    if (tracked.length > 0) return tracked;
+  }
   const files: string[] = ["Makefile"];
   const walk = async (dir: string): Promise<void> => {
     for await (const entry of Deno.readDir(join(ROOT, dir))) {
@@ -205,6 +230,12 @@ Deno.test("library: SOURCE_FILES of src/build.ts lists exactly Makefile + the fi
     }
   };
   await walk("cuda");
+  return files;
+}
+
+Deno.test("library: SOURCE_FILES of src/build.ts lists exactly Makefile + the (git-tracked) files under cuda/", async () => {
+  const files = (await buildSources()).filter((file) => !file.startsWith(NOT_SHIPPED));
+  assert.ok(files.includes("Makefile") && files.includes("cuda/include/flashattn.h"));
   assert.deepEqual(sorted(SOURCE_FILES), sorted(files));
   assert.equal(new Set(SOURCE_FILES).size, SOURCE_FILES.length, "duplicates in SOURCE_FILES");
 });
@@ -235,27 +266,85 @@ Deno.test("devices: no GPU here -> cudaCount 0 without throwing; list()[0] and d
   assert.ok(Device.cpu().freeMemory() >= 0);
 });
 
-Deno.test("cpu backend: results do not depend on the thread count", () => {
+Deno.test("cpu backend: results do not depend on the thread count (1, 2, 5; forward and backward)", () => {
   const rng = new Rng(1234);
-  const shape = [2, 4, 67, 40], kvShape = [2, 2, 91, 40];
-  const q = Tensor.fromArray(rng.normalArray(2 * 4 * 67 * 40), shape, { dtype: "bfloat16" });
+  // GQA, Sq > 64 (three row blocks), a [B,1,1,Sk] bias whose dbias is summed over heads and
+  // every row block, causal and dropout.
+  const shape = [2, 4, 150, 40], kvShape = [2, 2, 91, 40], biasShape = [2, 1, 1, 91];
+  const q = Tensor.fromArray(rng.normalArray(2 * 4 * 150 * 40), shape, { dtype: "bfloat16" });
   const k = Tensor.fromArray(rng.normalArray(2 * 2 * 91 * 40), kvShape, { dtype: "bfloat16" });
   const v = Tensor.fromArray(rng.normalArray(2 * 2 * 91 * 40), kvShape, { dtype: "bfloat16" });
-  const options = { causal: true, dropout: { p: 0.1, seed: 3n } };
+  const dout = Tensor.fromArray(rng.normalArray(2 * 4 * 150 * 40), shape, { dtype: "bfloat16" });
+  const bias = Tensor.fromArray(rng.normalArray(2 * 91), biasShape, { dtype: "float32" });
+  const options = { causal: true, dropout: { p: 0.1, seed: 3n }, bias };
+  const results: Record<string, Float32Array>[] = [];
   try {
-    assert.equal(ffi().fa_cpu_set_threads(1), 0, lastError());
-    const one = attention(q, k, v, options);
-    assert.equal(ffi().fa_cpu_set_threads(3), 0, lastError());
-    const three = attention(q, k, v, options);
-    assertBitwise("out", one.out.toFloat32(), three.out.toFloat32());
-    assertBitwise("lse", one.lse.toFloat32(), three.lse.toFloat32());
-    disposeTensors(one, three);
+    for (const threads of [1, 2, 5]) {
+      assert.equal(ffi().fa_cpu_set_threads(threads), 0, lastError());
+      const fwd = attention(q, k, v, options);
+      const grads = attentionBackward(dout, q, k, v, fwd.out, fwd.lse, {
+        ...options,
+        computeDbias: true,
+      });
+      assert.ok(grads.dbias !== undefined);
+      results.push({
+        out: fwd.out.toFloat32(),
+        lse: fwd.lse.toFloat32(),
+        dq: grads.dq.toFloat32(),
+        dk: grads.dk.toFloat32(),
+        dv: grads.dv.toFloat32(),
+        dbias: grads.dbias.toFloat32(),
+      });
+      disposeTensors(fwd, grads);
+    }
+    assertNontrivial("dbias", results[0].dbias);
+    for (const result of results.slice(1)) {
+      for (const name of Object.keys(result)) {
+        assertBitwise(name, results[0][name], result[name]);
+      }
+    }
     assert.notEqual(ffi().fa_cpu_set_threads(-1), 0, "negative thread count must be refused");
     assert.match(lastError(), /^threads: /);
   } finally {
     ffi().fa_cpu_set_threads(0);
-    disposeTensors({ q, k, v });
+    disposeTensors({ q, k, v, dout, bias });
   }
+});
+
+Deno.test("cpu backend: a worker thread that cannot start is an out_of_memory error, not a crash", async () => {
+  // 1024 workers with 1 GiB stacks cannot fit in 200 GB of address space (Deno itself
+  // reserves about 50 GB at its peak, so much less is flaky): std::thread fails part-way
+  // through starting the pool. The started workers must be stopped and joined (a joinable
+  // std::thread destroyed during unwinding calls std::terminate), and the status must say
+  // why. A later call with fewer threads works.
+  const script = `
+    import { ffi } from "./ffi/library.ts";
+    import { attention, Tensor } from "./mod.ts";
+    const q = Tensor.zeros([4, 8, 64, 16], "float16");
+    const result = {};
+    ffi().fa_cpu_set_threads(1024);
+    try {
+      attention(q, q, q);
+      result.first = "ok";
+    } catch (e) {
+      result.first = { code: e.code, message: e.message };
+    }
+    ffi().fa_cpu_set_threads(2);
+    attention(q, q, q);
+    result.second = "ok";
+    console.log(JSON.stringify(result));`;
+  const limited = 'ulimit -s 1048576 && ulimit -v 200000000 && exec "$0" eval --ext=ts "$1"';
+  // A crash can also hang (the abort handler among a thousand threads): 60 s at most.
+  const r = await run("sh", ["-c", limited, Deno.execPath(), script], { NO_COLOR: "1" }, 60_000);
+  assert.equal(r.code, 0, `exit ${r.code} (killed after 60 s if 143): ${r.stderr}`);
+  const result = JSON.parse(r.stdout.trim().split("\n").pop() as string);
+  assert.deepEqual(result, {
+    first: {
+      code: "out_of_memory",
+      message: "fa_forward: out of host resources: Resource temporarily unavailable",
+    },
+    second: "ok",
+  });
 });
 
 Deno.test("cli: --device cpu --check on a tiny problem prints results and small errors", async () => {

@@ -5,6 +5,8 @@
 
 import assert from "node:assert/strict";
 import { ffi, lastError } from "../ffi/library.ts";
+import { packForwardArgs, type TensorDescriptor } from "../ffi/structs.ts";
+import { describeTensor } from "../src/tensor.ts";
 import {
   attention,
   CudaEvent,
@@ -275,6 +277,47 @@ Deno.test({
       }
     } finally {
       disposeTensors({ q, kHost, k, outHost });
+    }
+  },
+});
+
+Deno.test({
+  name: "gpu attention arguments: a tensor labelled cpu that holds device memory is refused",
+  ignore,
+  fn() {
+    const rng = new Rng(4);
+    const shape = [1, 2, 16, 64];
+    const host = (): Tensor =>
+      Tensor.fromArray(rng.normalArray(2 * 16 * 64), shape, { dtype: "float16" });
+    const [q, k, v] = [host(), host(), host()];
+    const out = Tensor.full(shape, 7, "float16");
+    const onGpu = q.to(gpu());
+    try {
+      const args = (qDescriptor: TensorDescriptor) =>
+        packForwardArgs({
+          q: qDescriptor,
+          k: describeTensor(k, "k"),
+          v: describeTensor(v, "v"),
+          out: describeTensor(out, "out"),
+          scale: 0.125,
+          dropoutP: 0,
+          seed: 0n,
+          offset: 0n,
+          flags: 0,
+          maxSeqlenQ: 0,
+          maxSeqlenK: 0,
+          stream: 0n,
+        });
+      // Device memory with device -1: the CPU backend would fault on it.
+      const lying = { ...describeTensor(onGpu, "q"), device: -1 };
+      assert.equal(ffi().fa_forward(args(lying)), 1, lastError());
+      assert.equal(lastError(), "q: pointer is CUDA device memory on cuda:0, tensor says cpu");
+      assertAllEqual("out untouched", out.toFloat32(), 7);
+      // Host memory labelled cpu still runs on the CPU backend with a GPU present.
+      assert.equal(ffi().fa_forward(args(describeTensor(q, "q"))), 0, lastError());
+      assert.ok(out.toFloat32().every((x) => x !== 7), "out written");
+    } finally {
+      disposeTensors({ q, k, v, out, onGpu });
     }
   },
 });

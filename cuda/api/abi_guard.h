@@ -4,6 +4,7 @@
 
 #include <exception>
 #include <new>
+#include <system_error>
 
 #include "common/status.h"
 
@@ -16,6 +17,13 @@ int32_t guarded(const char* function, Body&& body) noexcept {
     return body();
   } catch (const std::bad_alloc&) {
     return fail(FA_ERR_OUT_OF_MEMORY, "%s: out of host memory", function);
+  } catch (const std::system_error& error) {
+    // E.g. std::thread failing to start a CPU worker: out of host resources, not a bug.
+    const std::error_code code = error.code();
+    const bool exhausted = code == std::errc::resource_unavailable_try_again ||
+                           code == std::errc::not_enough_memory;
+    return fail(exhausted ? FA_ERR_OUT_OF_MEMORY : FA_ERR_INTERNAL, "%s: %s: %s", function,
+                exhausted ? "out of host resources" : "system error", error.what());
   } catch (const std::exception& error) {
     return fail(FA_ERR_INTERNAL, "%s: internal error: %s", function, error.what());
   } catch (...) {

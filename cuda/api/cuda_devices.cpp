@@ -24,6 +24,35 @@ fa_status cuda_device_count(int32_t* count) {
   return FA_OK;
 }
 
+int32_t cached_cuda_device_count() {
+  static const int32_t cached = [] {
+    int32_t count = 0;
+    if (cuda_device_count(&count) != FA_OK) {
+      clear_error();  // a broken driver means "no CUDA" here, not a failed call
+      return int32_t(0);
+    }
+    return count;
+  }();
+  return cached;
+}
+
+fa_status check_host_pointer(const char* name, uint64_t address) {
+  cudaPointerAttributes attributes{};
+  const cudaError_t status =
+      cudaPointerGetAttributes(&attributes, reinterpret_cast<const void*>(address));
+  if (status != cudaSuccess) {
+    // CUDA cannot say (older drivers answer so for plain host memory): nothing to refuse.
+    (void)cudaGetLastError();
+    return FA_OK;
+  }
+  if (attributes.type == cudaMemoryTypeDevice) {
+    return fail(FA_ERR_INVALID_ARGUMENT,
+                "%s: pointer is CUDA device memory on cuda:%d, tensor says cpu", name,
+                attributes.device);
+  }
+  return FA_OK;  // unregistered or pinned host memory, or managed memory
+}
+
 fa_status check_cuda_ordinal(const char* name, int32_t device) {
   int32_t count = 0;
   if (const fa_status status = cuda_device_count(&count)) return status;

@@ -1,5 +1,6 @@
 // cuda_devices.h: the CUDA runtime queries validation and the runtime ABI share.
-// Nothing here is called for CPU tensors, so the CPU path never touches the driver.
+// For CPU tensors the only queries are one cached device count per process and, where it
+// is > 0, one pointer query per tensor (check_host_pointer).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,16 @@ namespace fa {
 
 // Number of CUDA devices; 0 with FA_OK where there is no driver or no GPU.
 fa_status cuda_device_count(int32_t* count);
+
+// cuda_device_count, asked once per process (later calls return the first answer); 0 where
+// the query failed. For cheap checks on the CPU path, which never fails because of it.
+int32_t cached_cuda_device_count();
+
+// A tensor labelled cpu: `address` must not be CUDA device memory (the CPU backend would
+// fault on it), else FA_ERR_INVALID_ARGUMENT "<name>: pointer is CUDA device memory on
+// cuda:N, tensor says cpu". Host memory (pinned or not) and managed memory pass. Callers
+// ask only where cached_cuda_device_count() > 0.
+fa_status check_host_pointer(const char* name, uint64_t address);
 
 // `device` is an existing CUDA ordinal, else FA_ERR_NO_DEVICE "<name>: ...".
 fa_status check_cuda_ordinal(const char* name, int32_t device);

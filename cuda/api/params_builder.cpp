@@ -1,6 +1,8 @@
 // params_builder.cpp: ABI tensors to the backends' operands (strides per layout).
 #include "api/params_builder.h"
 
+#include "api/tensor_checks.h"
+
 namespace fa {
 namespace {
 
@@ -61,6 +63,8 @@ void build_params(const Request& request, const Problem& problem, AttentionParam
   if (nested) {
     p.cu_seqlens_q = reinterpret_cast<const int32_t*>(request.cu_seqlens_q->data);
     p.cu_seqlens_k = reinterpret_cast<const int32_t*>(request.cu_seqlens_k->data);
+    p.total_q = problem.rows_q;
+    p.total_k = problem.rows_k;
   }
   p.q = make_operand(*request.q, nested);
   p.k = make_operand(*request.k, nested);
@@ -79,7 +83,13 @@ void build_params(const Request& request, const Problem& problem, AttentionParam
     p.dq = make_operand(*request.dq, nested);
     p.dk = make_operand(*request.dk, nested);
     p.dv = make_operand(*request.dv, nested);
-    p.dbias = make_bias_operand(request.dbias);
+    // A dbias view with no elements (a nested batch whose query or key sequences are all
+    // empty: shape [B, Hq, 0, Sk] or [B, Hq, Sq, 0]) receives nothing. Backends see "not
+    // wanted", so none of them writes through it (a stride-0 row dim would otherwise be
+    // "summed" into a row that does not exist).
+    if (present(request.dbias) && element_count(*request.dbias) > 0) {
+      p.dbias = make_bias_operand(request.dbias);
+    }
   }
   p.stream = reinterpret_cast<void*>(request.stream);
   p.workspace = reinterpret_cast<void*>(request.workspace);

@@ -53,8 +53,15 @@ int64_t dtype_size(int32_t dtype) {
 }
 
 int64_t element_count(const fa_tensor& tensor) {
+  // check_tensor_header refuses shapes whose product overflows; saturate anyway, so a
+  // count is never a wrapped (small or zero) number.
   int64_t count = 1;
-  for (int32_t d = 0; d < used_dims(tensor); ++d) count *= tensor.shape[d];
+  for (int32_t d = 0; d < used_dims(tensor); ++d) {
+    if (tensor.shape[d] == 0) return 0;
+  }
+  for (int32_t d = 0; d < used_dims(tensor); ++d) {
+    if (__builtin_mul_overflow(count, tensor.shape[d], &count)) return INT64_MAX;
+  }
   return count;
 }
 
@@ -101,8 +108,20 @@ fa_status check_tensor_header(const char* name, const fa_tensor& tensor) {
     return fail(FA_ERR_INVALID_ARGUMENT, "%s: device must be -1 (cpu) or a CUDA ordinal, got %d",
                 name, tensor.device);
   }
+  bool empty = false;
+  for (int32_t d = 0; d < tensor.ndim; ++d) empty = empty || tensor.shape[d] == 0;
+  if (empty) return FA_OK;  // no element is addressed
+  // The element count must fit in int64: a wrapped count would look empty (or small) to the
+  // overlap and alignment checks.
+  int64_t count = 1;
+  for (int32_t d = 0; d < tensor.ndim; ++d) {
+    if (__builtin_mul_overflow(count, tensor.shape[d], &count)) {
+      return fail(FA_ERR_INVALID_ARGUMENT, "%s: shape %s has more than 2^63 elements", name,
+                  shape_string(tensor).c_str());
+    }
+  }
   // The last element's byte offset must fit in int64 (kernels and the CPU index in 64 bits).
-  if (element_count(tensor) > 0) {
+  {
     int64_t last = 0;
     for (int32_t d = 0; d < tensor.ndim; ++d) {
       int64_t extent;

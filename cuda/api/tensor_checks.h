@@ -17,12 +17,15 @@ const char* dtype_name(int32_t dtype);
 // "cpu" or "cuda:N".
 std::string device_name(int32_t device);
 int64_t dtype_size(int32_t dtype);
+// Product of the used sizes: 0 when any size is 0; INT64_MAX where the product overflows
+// (check_tensor_header refuses such tensors).
 int64_t element_count(const fa_tensor& tensor);
 
 // A required tensor: data may be 0 only when it has no elements. Runs check_tensor_header.
 fa_status check_required(const char* name, const fa_tensor& tensor);
 // reserved == 0, ndim in 1..4, unused shape/stride entries 0, sizes and strides >= 0,
-// a known dtype and device, and an address range that fits in 64 bits.
+// a known dtype and device, an element count that fits in int64 (unless some size is 0),
+// and a largest byte offset that fits in int64.
 fa_status check_tensor_header(const char* name, const fa_tensor& tensor);
 
 fa_status check_ndim(const char* name, const fa_tensor& tensor, int32_t ndim,

@@ -170,7 +170,8 @@ fa_status check_shapes(const Request& request, Problem* problem) {
   return FA_OK;
 }
 
-// One device for all; on CUDA an existing ordinal and real device memory of it.
+// One device for all; on CUDA an existing ordinal and real device memory of it; on the CPU
+// no CUDA device memory (checked only where a CUDA device exists: the count is cached).
 fa_status check_devices(const Request& request, const std::vector<NamedTensor>& all) {
   const int32_t device = request.q->device;
   for (const NamedTensor& named : all) {
@@ -179,7 +180,14 @@ fa_status check_devices(const Request& request, const std::vector<NamedTensor>& 
                   device_name(named.tensor->device).c_str(), device_name(device).c_str());
     }
   }
-  if (device == FA_DEVICE_CPU) return FA_OK;
+  if (device == FA_DEVICE_CPU) {
+    if (cached_cuda_device_count() == 0) return FA_OK;
+    for (const NamedTensor& named : all) {
+      if (named.tensor->data == 0) continue;  // an empty required tensor
+      if (const fa_status s = check_host_pointer(named.name, named.tensor->data)) return s;
+    }
+    return FA_OK;
+  }
   if (const fa_status s = check_cuda_ordinal("q", device)) return s;
   for (const NamedTensor& named : all) {
     if (named.tensor->data == 0) continue;  // an empty required tensor

@@ -49,8 +49,25 @@ struct AttentionParams {
 
   // Nested batches: int32 prefix sums of length batch + 1, on the tensors' device;
   // nullptr for dense batches.
+  //
+  // Trust: on the CPU, and on CUDA when the caller leaves max_seqlen_q or max_seqlen_k at 0,
+  // the api layer read the values and checked them (start at 0, non-decreasing, last value
+  // <= total_q / total_k, every length <= seqlen_q / seqlen_k). On CUDA with both
+  // max_seqlen given, the values are NOT read (that would cost a device-to-host copy and a
+  // stream sync per call): they are caller-promised only. CUDA kernels must therefore stay
+  // in bounds whatever the values are, by clamping each sequence before using it:
+  //   start_q = clamp(cu_seqlens_q[b],     0,       total_q)
+  //   end_q   = clamp(cu_seqlens_q[b + 1], start_q, min(total_q, start_q + seqlen_q))
+  //   len_q   = end_q - start_q            (so 0 <= len_q <= seqlen_q)
+  // and likewise for k with total_k and seqlen_k. Bad values then give wrong numbers for
+  // the caller who broke the promise, never an access outside q/k/v/out/lse/bias/dq/dk/dv
+  // or outside the grid sized from seqlen_q and seqlen_k.
   const int32_t* cu_seqlens_q = nullptr;
   const int32_t* cu_seqlens_k = nullptr;
+  // Nested batches: the packed rows of q (and out, dout, dq, lse) and of k (and v, dk, dv);
+  // 0 for dense batches.
+  int64_t total_q = 0;
+  int64_t total_k = 0;
 
   Operand q, k, v, out;
   LseOperand lse;  // forward: may be absent (ptr == nullptr); backward: required

@@ -163,7 +163,9 @@ struct DbiasPlan {
   std::vector<float> row_partials;     // reduce_rows: one row per item, summed afterwards
 
   explicit DbiasPlan(const AttentionParams& params) {
-    wanted = params.dbias.ptr != nullptr;
+    // The api layer passes no dbias when it has no elements; checked again here, since
+    // a reduced row dim would otherwise write a summed row that does not exist.
+    wanted = params.dbias.ptr != nullptr && params.seqlen_q > 0 && params.seqlen_k > 0;
     reduce_b = wanted && params.dbias.stride_b == 0;
     reduce_h = wanted && params.dbias.stride_head == 0;
     reduce_rows = wanted && params.dbias.stride_row == 0;
@@ -268,8 +270,8 @@ fa_status cpu_backward(const AttentionParams& params) {
   });
 
   cpu::DbiasPlan plan(params);
-  // At least one row block, so a dbias is written even when every sequence is empty.
-  const int64_t row_blocks = std::max<int64_t>(1, cpu::ceil_div(params.seqlen_q, cpu::kRowBlock));
+  // No row block when every query sequence is empty: then there is no dq row and no dbias.
+  const int64_t row_blocks = cpu::ceil_div(params.seqlen_q, cpu::kRowBlock);
   const int64_t items = plan.batches * plan.heads * row_blocks;
   if (plan.reduce_rows) plan.row_partials.assign(items * plan.width, 0.0f);
   parallel_for(items, [&](int64_t item) {

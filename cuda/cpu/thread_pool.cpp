@@ -24,20 +24,22 @@ int resolve_thread_count(int requested) {
 class ThreadPool {
  public:
   explicit ThreadPool(int threads) : size_(threads) {
-    // The calling thread works too; the pool adds the others.
-    for (int worker = 1; worker < threads; ++worker) {
-      workers_.emplace_back([this] { worker_loop(); });
+    // The calling thread works too; the pool adds the others. If a thread cannot start
+    // (std::system_error) or memory runs out, the workers already running are stopped and
+    // joined before the exception leaves: a joinable std::thread destroyed during
+    // unwinding would call std::terminate.
+    try {
+      workers_.reserve(size_t(threads > 1 ? threads - 1 : 0));
+      for (int worker = 1; worker < threads; ++worker) {
+        workers_.emplace_back([this] { worker_loop(); });
+      }
+    } catch (...) {
+      stop_and_join();
+      throw;
     }
   }
 
-  ~ThreadPool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    for (std::thread& thread : workers_) thread.join();
-  }
+  ~ThreadPool() { stop_and_join(); }
 
   int size() const { return size_; }
 
@@ -60,6 +62,15 @@ class ThreadPool {
   }
 
  private:
+  void stop_and_join() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& thread : workers_) thread.join();
+  }
+
   void worker_loop() {
     uint64_t seen_generation = 0;
     for (;;) {

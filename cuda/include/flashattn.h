@@ -64,7 +64,9 @@ typedef struct fa_tensor {
   int32_t ndim;                /* 1..4 */
   int32_t reserved;            /* must be 0 */
   int64_t shape[FA_MAX_DIMS];  /* unused trailing entries 0 */
-  int64_t stride[FA_MAX_DIMS]; /* in elements; last used dim must be 1 (except 0-size) */
+  int64_t stride[FA_MAX_DIMS]; /* in elements; the last used dim's stride must be 1 where
+                                  that dim has more than one element (size 0 or 1: any);
+                                  lse is exempt (addressed through all its strides) */
 } fa_tensor;
 
 /** Flags for fa_forward_args.flags / fa_backward_args.flags. */
@@ -81,6 +83,20 @@ typedef struct fa_tensor {
  *         broadcast dims; float16, bfloat16 or float32; last dim contiguous.
  * lse:    optional for the forward (data 0 = not wanted).
  *
+ * max_seqlen_q / max_seqlen_k (nested only) and the trust placed in cu_seqlens:
+ * - CPU tensors, or either max_seqlen 0: the library reads cu_seqlens (on CUDA: a
+ *   device-to-host copy ordered on `stream`, then a sync of that stream) and refuses values
+ *   that do not start at 0, decrease, or pass the packed rows; a max_seqlen given
+ *   alongside must be >= the longest sequence.
+ * - CUDA tensors with both max_seqlen > 0: cu_seqlens are NOT read or checked, so the call
+ *   neither copies nor synchronizes. The caller promises that they start at 0, never
+ *   decrease, end at or before the packed rows, and that no sequence is longer than its
+ *   max_seqlen. A broken promise gives wrong results (the kernels clamp each sequence to
+ *   the packed rows and to max_seqlen, so memory outside the tensors is never touched), not
+ *   an error. The TypeScript NestedBatch builds cu_seqlens from its own checked host copy of
+ *   the lengths and passes their maxima, so its cu_seqlens keep the promise (a maximum of
+ *   0, every sequence empty, sends it down the first path).
+ *
  * Size 8 + 88*8 + 48 = 760 bytes:
  *   abi_version@0 struct_size@4 q@8 k@96 v@184 out@272 lse@360 bias@448
  *   cu_seqlens_q@536 cu_seqlens_k@624 scale@712 dropout_p@716 seed@720 offset@728
@@ -95,7 +111,8 @@ typedef struct fa_forward_args {
   uint64_t seed;        /* Philox key */
   uint64_t offset;      /* Philox counter word 3 (low 32 bits used) */
   uint32_t flags;       /* FA_FLAG_* */
-  int32_t max_seqlen_q; /* nested only: max sequence length (0 = computed) */
+  int32_t max_seqlen_q; /* nested only: max sequence length (0 = computed from cu_seqlens);
+                           on CUDA, both > 0 means cu_seqlens are trusted (see above) */
   int32_t max_seqlen_k;
   int32_t reserved;     /* must be 0 */
   uint64_t stream;      /* cudaStream_t for CUDA tensors (0 = legacy default stream) */
@@ -106,7 +123,10 @@ typedef struct fa_forward_args {
  * Shapes as in the forward; dq like q, dk/dv like k/v (summed over each GQA group).
  * lse is required (from the forward with the same options). dbias has bias's logical shape
  * [B, Hq, Sq, Sk]; a dimension whose dbias stride is 0 is summed over (so a [1,H,Sq,Sk]
- * dbias of a broadcast bias receives the sum over the batch).
+ * dbias of a broadcast bias receives the sum over the batch). A dbias with no elements
+ * (nested, every query or every key sequence empty) is not written at all: callers whose
+ * dbias storage outlives that view (a broadcast bias's gradient) zero it themselves.
+ * max_seqlen_q / max_seqlen_k and cu_seqlens: as for fa_forward_args.
  *
  * Size 8 + 88*13 + 64 = 1216 bytes:
  *   abi_version@0 struct_size@4 q@8 k@96 v@184 out@272 dout@360 lse@448 dq@536 dk@624

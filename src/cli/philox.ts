@@ -37,9 +37,13 @@ export function philox4x32(counter: Uint32Array, key0: number, key1: number): vo
   counter[3] = w;
 }
 
-/** round(p * 65536): draws at or above it are kept. */
+/**
+ * round(p * 65536): draws at or above it are kept. The ABI carries p as a float32 and the
+ * library rounds that float32 (widened to double), so p is rounded to float32 first: for a
+ * p whose double and float32 values straddle a rounding boundary the thresholds would differ.
+ */
 export function dropoutThreshold(p: number): number {
-  return Math.floor(p * 65536 + 0.5);
+  return Math.floor(Math.fround(p) * 65536 + 0.5);
 }
 
 /** The keep mask of one row: `keep[j]` for columns 0..columns-1 of row `row`. */

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One device call: GPU tests, sanitizer passes, the seed table and the PyTorch peers, logs
+# under $OUT. Run from the repo root on the GPU machine, with .device carried (deno.xz and,
+# optionally, a prebuilt .device/build/libflashattn.so):
+#   bash bench/device_run.sh [tests|sanitize|seed|peers|all]...
+set -uo pipefail
+OUT="${OUT:-/tmp/out}"
+mkdir -p "$OUT" /tmp/bin
+xz -dc .device/deno.xz > /tmp/bin/deno && chmod +x /tmp/bin/deno
+export PATH=/tmp/bin:$PATH NO_COLOR=1
+if [ -f .device/build/libflashattn.so ]; then
+  export FLASHATTN_LIB="$PWD/.device/build/libflashattn.so"
+else
+  make -j"$(nproc)" lib > "$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
+fi
+flags="--allow-ffi --allow-read --allow-env --allow-write --allow-run"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+git log -1 --format='commit %h %cd' 2>/dev/null | tee -a "$OUT/gpu.txt"
+
+for step in "${@:-all}"; do
+  case "$step" in
+    tests | all)
+      deno test $flags tests/gpu_*.test.ts > "$OUT/test_gpu.log" 2>&1
+      grep -E "FAILED|passed" "$OUT/test_gpu.log" | tail -12 ;;&
+    sanitize | all)
+      # Reduced suite: a small forward and backward per feature, under memcheck and racecheck.
+      for tool in memcheck racecheck; do
+        compute-sanitizer --tool "$tool" --print-limit 20 --error-exitcode 9 \
+          deno run $flags bench/sanitize_cases.ts > "$OUT/sanitize_$tool.log" 2>&1
+        echo "sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitize_$tool.log") clean summaries)"
+        tail -3 "$OUT/sanitize_$tool.log"
+      done ;;&
+    seed | all)
+      deno run $flags bench/seed_table.ts --json "$OUT/ours.json" > "$OUT/seed_table.txt" 2>&1
+      tail -4 "$OUT/seed_table.txt" ;;&
+    peers | all)
+      PYTHONUNBUFFERED=1 python3 bench/peers/sdpa_peers.py --ours "$OUT/ours.json" \
+        --out-md "$OUT/peers.md" --out-svg "$OUT/peers.svg" > "$OUT/peers.log" 2>&1
+      grep -E "worst|Error|error" "$OUT/peers.md" "$OUT/peers.log" | head -12 ;;
+  esac
+done

@@ -1,0 +1,115 @@
+// bwd.cu: the backward pass end to end, and its small kernels.
+//
+// Order on the stream:
+//   1. workspace: params.workspace when it is large enough, else cudaMallocAsync on the
+//      stream (freed with cudaFreeAsync after the last kernel; stream-ordered, no sync)
+//   2. dbias: zero the fp32 buffer (atomic / partial), or zero dbias itself where the main
+//      kernel will not write every element (causal or nested, direct mode)
+//   3. preprocess: D = rowsum(dO * O), lse in log2 units, zeroed dQ accumulator
+//   4. main kernel: dK, dV, (dQ accumulation), dbias
+//   5. dq: convert the accumulator, or (deterministic) the dQ kernel
+//   6. dbias: finish from the buffer
+#include <cuda_runtime.h>
+
+#include "common/status.h"
+#include "sm80/bwd_aux_kernels.h"
+#include "sm80/bwd_plan.h"
+#include "sm80/launch.h"
+
+namespace fa {
+namespace sm80 {
+namespace {
+
+// Frees a library-allocated workspace on the stream when the backward returns.
+class StreamBuffer {
+ public:
+  explicit StreamBuffer(cudaStream_t stream) : stream_(stream) {}
+  ~StreamBuffer() {
+    if (ptr_ != nullptr) (void)cudaFreeAsync(ptr_, stream_);
+  }
+  fa_status allocate(uint64_t bytes) {
+    FA_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream_));
+    return FA_OK;
+  }
+  void* get() const { return ptr_; }
+
+ private:
+  cudaStream_t stream_;
+  void* ptr_ = nullptr;
+};
+
+int dbias_finish_blocks(const KernelParams& p) {
+  const int64_t total = int64_t(p.dbias_sum_b ? 1 : p.batch) * (p.dbias_sum_h ? 1 : p.heads_q) *
+                        (p.dbias_sum_row ? 1 : p.seqlen_q) * int64_t(p.seqlen_k);
+  const int64_t blocks = (total + kAuxThreads - 1) / kAuxThreads;
+  return int(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
+}
+
+}  // namespace
+
+fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* workspace,
+                       uint64_t workspace_bytes, const LaunchContext& ctx) {
+  const BwdPlan plan = plan_backward(p, deterministic);
+  StreamBuffer owned(ctx.stream);
+  char* ws = static_cast<char*>(workspace);
+  if (plan.total_bytes > 0 && (ws == nullptr || workspace_bytes < plan.total_bytes)) {
+    if (const fa_status s = owned.allocate(plan.total_bytes)) return s;
+    ws = static_cast<char*>(owned.get());
+  }
+
+  apply_plan(p, plan, ws, deterministic);
+
+  const dim3 aux_grid(ceil_div(p.seqlen_q, kAuxRows), p.heads_q, p.batch);
+
+  // 2. dbias buffers.
+  if (plan.dbias_elements > 0) {
+    FA_CUDA_CHECK(cudaMemsetAsync(p.dbias_accum, 0, plan.dbias_elements * 4, ctx.stream));
+  } else if (plan.dbias_mode == kDbiasDirect && (p.causal || p.cu_q != nullptr)) {
+    FA_LAUNCH(dbias_finish_kernel, dbias_finish_blocks(p), kAuxThreads, 0, ctx.stream, p,
+              kDbiasZero);
+    FA_CUDA_CHECK(cudaGetLastError());
+  }
+
+  const bool any_rows = !empty_grid(aux_grid);  // nested: some query sequence is non-empty
+
+  // 3. preprocess.
+  if (any_rows) {
+    if (bf16) {
+      FA_LAUNCH(bwd_preprocess_kernel<__nv_bfloat16>, aux_grid, kAuxThreads, 0, ctx.stream, p);
+    } else {
+      FA_LAUNCH(bwd_preprocess_kernel<__half>, aux_grid, kAuxThreads, 0, ctx.stream, p);
+    }
+    FA_CUDA_CHECK(cudaGetLastError());
+  }
+
+  // 4. main kernel; 5. dQ.
+  const int bucket = plan.head_dim_pad;
+  fa_status s = bucket == 64    ? launch_bwd_d64(p, bf16, ctx)
+                : bucket == 128 ? launch_bwd_d128(p, bf16, ctx)
+                                : launch_bwd_d256(p, bf16, ctx);
+  if (s != FA_OK) return s;
+  if (deterministic) {
+    s = bucket == 64    ? launch_bwd_dq_d64(p, bf16, ctx)
+        : bucket == 128 ? launch_bwd_dq_d128(p, bf16, ctx)
+                        : launch_bwd_dq_d256(p, bf16, ctx);
+    if (s != FA_OK) return s;
+  } else if (any_rows) {
+    if (bf16) {
+      FA_LAUNCH(dq_convert_kernel<__nv_bfloat16>, aux_grid, kAuxThreads, 0, ctx.stream, p);
+    } else {
+      FA_LAUNCH(dq_convert_kernel<__half>, aux_grid, kAuxThreads, 0, ctx.stream, p);
+    }
+    FA_CUDA_CHECK(cudaGetLastError());
+  }
+
+  // 6. dbias from the buffer.
+  if (plan.dbias_elements > 0) {
+    const int what = plan.dbias_mode == kDbiasAtomic ? kDbiasFromAccum : kDbiasFromPartials;
+    FA_LAUNCH(dbias_finish_kernel, dbias_finish_blocks(p), kAuxThreads, 0, ctx.stream, p, what);
+    FA_CUDA_CHECK(cudaGetLastError());
+  }
+  return FA_OK;
+}
+
+}  // namespace sm80
+}  // namespace fa

@@ -1,0 +1,48 @@
+// bwd_launch.h: launches the backward's main kernel and deterministic dQ kernel of one
+// configuration.
+#pragma once
+
+#include "common/status.h"
+#include "sm80/bwd_dq_kernel.h"
+#include "sm80/bwd_kernel.h"
+#include "sm80/bwd_plan.h"
+#include "sm80/launch.h"
+
+namespace fa {
+namespace sm80 {
+
+inline fa_status smem_unsupported(const KernelParams& p, int need, int have) {
+  return fail(FA_ERR_UNSUPPORTED,
+              "q: the backward for head dim %d needs %d bytes of shared memory per block, the "
+              "device allows %d",
+              p.head_dim, need, have);
+}
+
+template <class Cfg>
+fa_status launch_bwd_main(const KernelParams& p, const LaunchContext& ctx) {
+  const int smem = Cfg::kSmemBytes;
+  if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
+  auto kernel = bwd_kernel<Cfg>;
+  if (const fa_status s = ensure_smem<Cfg>(kernel, ctx.device, smem)) return s;
+  const dim3 grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
+  if (empty_grid(grid)) return FA_OK;
+  FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);
+  FA_CUDA_CHECK(cudaGetLastError());
+  return FA_OK;
+}
+
+template <class Cfg>
+fa_status launch_bwd_dq(const KernelParams& p, const LaunchContext& ctx) {
+  const int smem = Cfg::kSmemBytes;
+  if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
+  auto kernel = bwd_dq_kernel<Cfg>;
+  if (const fa_status s = ensure_smem<Cfg>(kernel, ctx.device, smem)) return s;
+  const dim3 grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
+  if (empty_grid(grid)) return FA_OK;
+  FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);
+  FA_CUDA_CHECK(cudaGetLastError());
+  return FA_OK;
+}
+
+}  // namespace sm80
+}  // namespace fa

@@ -1,0 +1,77 @@
+// params_build.h: AttentionParams (validated, backend-neutral) -> KernelParams. Host only.
+#pragma once
+
+#include "common/params.h"
+#include "common/philox.h"
+#include "flashattn.h"
+#include "sm80/kernel_params.h"
+
+namespace fa {
+namespace sm80 {
+
+inline TensorView view(const Operand& o) {
+  TensorView v;
+  v.ptr = o.ptr;
+  v.sb = o.stride_b;
+  v.sh = o.stride_head;
+  v.sr = o.stride_row;
+  return v;
+}
+
+inline BiasView view(const BiasOperand& o) {
+  BiasView v;
+  v.ptr = o.ptr;
+  v.dtype = o.dtype;
+  const int64_t esize = o.dtype == FA_FLOAT32 ? 4 : 2;
+  v.pairs = reinterpret_cast<uintptr_t>(o.ptr) % (2 * esize) == 0 && o.stride_b % 2 == 0 &&
+            o.stride_head % 2 == 0 && o.stride_row % 2 == 0;
+  v.sb = o.stride_b;
+  v.sh = o.stride_head;
+  v.sr = o.stride_row;
+  return v;
+}
+
+inline KernelParams make_params(const AttentionParams& ap) {
+  KernelParams p;
+  p.q = view(ap.q);
+  p.k = view(ap.k);
+  p.v = view(ap.v);
+  p.out = view(ap.out);
+  p.lse.ptr = ap.lse.ptr;
+  p.lse.sb = ap.lse.stride_b;
+  p.lse.sh = ap.lse.stride_head;
+  p.lse.sr = ap.lse.stride_row;
+  p.bias = view(ap.bias);
+  p.cu_q = ap.cu_seqlens_q;
+  p.cu_k = ap.cu_seqlens_k;
+  p.batch = int(ap.batch);
+  p.heads_q = int(ap.heads_q);
+  p.heads_kv = int(ap.heads_kv);
+  p.group = int(ap.heads_q / ap.heads_kv);
+  p.head_dim = int(ap.head_dim);
+  p.seqlen_q = int(ap.seqlen_q);
+  p.seqlen_k = int(ap.seqlen_k);
+  p.total_q = ap.total_q;
+  p.total_k = ap.total_k;
+  p.scale = ap.scale;
+  p.causal = ap.causal;
+  p.has_bias = ap.bias.ptr != nullptr;
+  constexpr float kLog2e = 1.4426950408889634f;
+  p.softmax_scale_log2 = p.has_bias ? kLog2e : ap.scale * kLog2e;
+  p.lse_scale = p.has_bias ? 1.0f : ap.scale;
+  p.has_dropout = ap.dropout_p > 0.0f;
+  p.dropout_threshold = dropout_threshold(ap.dropout_p);
+  p.dropout_rescale = p.has_dropout ? 1.0f / (1.0f - ap.dropout_p) : 1.0f;
+  p.seed = ap.seed;
+  p.offset = ap.offset;
+
+  p.dout = view(ap.dout);
+  p.dq = view(ap.dq);
+  p.dk = view(ap.dk);
+  p.dv = view(ap.dv);
+  p.dbias = view(ap.dbias);
+  return p;
+}
+
+}  // namespace sm80
+}  // namespace fa

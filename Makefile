@@ -6,6 +6,8 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
 CXX ?= g++
 
 BUILD := build
+# Parallel by default: kernels are split into one file per head-dim bucket for this.
+MAKEFLAGS += --jobs=$(shell nproc)
 LIB := $(BUILD)/libflashattn.so
 
 # Deno: the one on PATH, else a pinned copy installed from npm into .tools/ (never a root

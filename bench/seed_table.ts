@@ -98,8 +98,8 @@ if (import.meta.main) {
   console.log(`device: ${device}`);
   const rows = new Map<string, Record<Mode, number>>();
   for (const n of values.seqlens.split(",").map(Number)) {
-    for (const p of [0, 0.1]) {
-      for (const bias of [false, true]) {
+    for (const bias of [false, true]) {
+      for (const p of [0, 0.1]) {
         for (const causal of [false, true]) {
           const label = rowLabel(n, p, bias, causal);
           rows.set(label, timeRow(device, n, p, bias, causal, Number(values.iterations)));

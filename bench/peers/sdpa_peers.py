@@ -125,8 +125,8 @@ def main():
     ratios = {}
     measured = {}
     for n in seqlens:
-        for p in (0.0, 0.1):
-            for bias in (False, True):
+        for bias in (False, True):
+            for p in (0.0, 0.1):
                 for causal in (False, True):
                     label = row_label(n, p, bias, causal)
                     measured[label] = {name: time_sdpa(name, n, p, bias, causal)

@@ -29,7 +29,8 @@ NVCCFLAGS := -O3 -std=c++17 $(INCLUDES) -Xcompiler -fPIC,-fvisibility=hidden \
              --expt-relaxed-constexpr -lineinfo
 
 CPP_SRCS := $(wildcard cuda/api/*.cpp cuda/cpu/*.cpp)
-# Host-only CUDA runtime code (no kernels): one pass.
+# API-layer CUDA code: runtime calls, plus the small strided-copy kernel of the unaligned-operand
+# slow path (strided_copy.cu), so every architecture in GENCODE as well.
 HOST_CU_SRCS := $(wildcard cuda/api/*.cu)
 # Kernels: every architecture in GENCODE.
 KERNEL_CU_SRCS := $(wildcard cuda/sm80/*.cu cuda/sm90/*.cu)
@@ -53,7 +54,7 @@ $(BUILD)/%.o: %.cpp $(HEADERS)
 
 $(BUILD)/cuda/api/%.o: cuda/api/%.cu $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -gencode=arch=compute_80,code=sm_80 -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) $(GENCODE) -c $< -o $@
 
 $(BUILD)/%.o: %.cu $(HEADERS)
 	@mkdir -p $(dir $@)

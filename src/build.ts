@@ -51,6 +51,8 @@ export const SOURCE_FILES: readonly string[] = [
   "cuda/api/seqlens.h",
   "cuda/api/shape_checks.cpp",
   "cuda/api/shape_checks.h",
+  "cuda/api/strided_copy.cu",
+  "cuda/api/strided_copy.h",
   "cuda/api/tensor_checks.cpp",
   "cuda/api/tensor_checks.h",
   "cuda/api/validate.cpp",

@@ -213,7 +213,7 @@ fa_status check_alignment(const char* name, const fa_tensor& tensor, int64_t bas
     if (tensor.shape[d] > 1 && tensor.stride[d] % stride_elements != 0) {
       return fail(FA_ERR_INVALID_ARGUMENT,
                   "%s: stride of dimension %d must be a multiple of %" PRId64
-                  " elements on CUDA (16-byte rows), got strides %s",
+                  " elements, got strides %s",
                   name, d, stride_elements, strides_string(tensor).c_str());
     }
   }

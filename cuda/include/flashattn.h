@@ -56,6 +56,18 @@ typedef enum fa_dtype {
 /**
  * A strided view. data == 0 means "absent" for optional tensors.
  * Size 88 bytes: data@0 dtype@8 device@12 ndim@16 (pad@20) shape@24 stride@56.
+ *
+ * Alignment: data must be aligned to the element size; any strides are accepted as long as
+ * the last dim is contiguous. On CUDA, q/k/v/out/dout/dq/dk/dv that start on a 16-byte
+ * boundary with every non-last stride a multiple of 8 elements (every contiguous tensor,
+ * and most slices of one) are read and written in place by the kernels. Any other such
+ * operand takes a slower path: an input is first copied into a contiguous temporary, an
+ * output is computed into one and copied back into the caller's view afterwards. The copies
+ * run on the call's stream, in device memory allocated with cudaMallocAsync and freed with
+ * cudaFreeAsync on that stream (no host synchronization); they cost extra time and an extra
+ * B*H*S*D (nested: total*H*D) elements of device memory per such operand, and failing to
+ * allocate one gives FA_ERR_OUT_OF_MEMORY naming the operand. bias, dbias and lse have no
+ * 16-byte rule and are never copied.
  */
 typedef struct fa_tensor {
   uint64_t data;               /* address of element [0,0,...] */

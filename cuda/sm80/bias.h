@@ -1,7 +1,12 @@
 // bias.h: the additive bias, fused into the score tile: x = scale * q.k + bias.
 // The bias may be float16, bfloat16 or float32 (a runtime property: one uniform switch per
-// tile), any strides with stride 0 on broadcast dimensions, no alignment guarantee (so it
-// is read element by element; neighbouring lanes share 32-byte sectors).
+// tile), any strides with stride 0 on broadcast dimensions, and has no alignment guarantee.
+// Two ways in:
+//   staged  (16-byte aligned rows, shared memory to spare; the forward): the BM x BN tile
+//           is copied with cp.async next to K, one key tile ahead, into a swizzled tile of
+//           BN * size bytes per row, and read from shared memory after Q K^T;
+//   direct  (otherwise): each lane reads its elements from global memory after Q K^T, in
+//           pairs where the alignment allows (neighbouring lanes share 32-byte sectors).
 #pragma once
 
 #include "flashattn.h"
@@ -84,6 +89,105 @@ __device__ __forceinline__ void add_bias(float (&s)[MS][NS][4], const BiasView& 
     default:
       add_bias_typed(s, static_cast<const __half*>(bias.ptr) + off, bias.sr, row0, col0, sq, sk,
                      scale, bias.pairs, lane);
+      break;
+  }
+}
+
+// ---- staged through shared memory ----
+
+__host__ __device__ inline int bias_element_size(int dtype) { return dtype == FA_FLOAT32 ? 4 : 2; }
+
+// Byte address of element (row, col) (col even) in a staged bias tile with BN columns:
+// rows of BN * size bytes, 16-byte chunk c of row r stored at c ^ (r % 8).
+template <int BN>
+__device__ __forceinline__ uint32_t bias_tile_offset(int row, int col, int esize) {
+  const int byte = col * esize;
+  return uint32_t(row * BN * esize + ((((byte >> 4) ^ (row & 7))) << 4) + (byte & 15));
+}
+
+// cp.async of bias rows [row0, row0 + BM) x keys [col0, col0 + BN) of (b, h) into `dst`;
+// rows >= rows_valid (relative) and keys >= sk are zero-filled.
+template <int BM, int BN, int THREADS, int kSize>
+__device__ __forceinline__ void load_bias_tile_sized(uint32_t dst, const BiasView& bias, int b,
+                                                     int h, int row0, int col0, int rows_valid,
+                                                     int sk, int tid) {
+  constexpr int kChunks = BN * kSize / 16;  // per row: 8 or 16
+  static_assert(THREADS % kChunks == 0 && BM % (THREADS / kChunks) == 0, "whole passes");
+  constexpr int kRowsPerPass = THREADS / kChunks;
+  const int c = tid % kChunks, r0 = tid / kChunks;
+  int bytes = (sk - col0) * kSize - c * 16;  // valid bytes of this lane's chunk in a row
+  bytes = bytes < 0 ? 0 : (bytes > 16 ? 16 : bytes);
+  const char* base = static_cast<const char*>(bias.ptr) +
+                     (int64_t(b) * bias.sb + int64_t(h) * bias.sh + col0) * kSize;
+  const char* src = base + int64_t(row0 + r0) * bias.sr * kSize + c * 16;
+  const int64_t step = int64_t(kRowsPerPass) * bias.sr * kSize;
+#pragma unroll
+  for (int pass = 0; pass < BM / kRowsPerPass; ++pass) {
+    const int row = r0 + pass * kRowsPerPass;
+    const int n = row < rows_valid ? bytes : 0;
+    cp_async_16_partial(dst + uint32_t(row * BN * kSize + ((c ^ (row & 7)) << 4)),
+                        n > 0 ? src : base, n);
+    src += step;
+  }
+}
+
+template <int BM, int BN, int THREADS>
+__device__ __forceinline__ void load_bias_tile_async(uint32_t dst, const BiasView& bias, int b,
+                                                     int h, int row0, int col0, int rows_valid,
+                                                     int sk, int tid) {
+  if (bias.dtype == FA_FLOAT32) {
+    load_bias_tile_sized<BM, BN, THREADS, 4>(dst, bias, b, h, row0, col0, rows_valid, sk, tid);
+  } else {
+    load_bias_tile_sized<BM, BN, THREADS, 2>(dst, bias, b, h, row0, col0, rows_valid, sk, tid);
+  }
+}
+
+template <typename B, int BN, int MS, int NS>
+__device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uint32_t tile,
+                                                      int warp_row, float scale, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  constexpr int kSize = int(sizeof(B));
+  constexpr int kRowBytes = BN * kSize;
+  // This lane's rows are warp_row + 16 si + 8 r + g, so their swizzle is always ^ g, and its
+  // columns 8 n + 2t sit at chunk (n * kSize / 2) + lane_chunk, byte `within`: the lane
+  // address carries the row g, lane_chunk ^ g and `within`; slabs add rows, n XORs chunks.
+  const int lane_chunk = (2 * t * kSize) >> 4, within = (2 * t * kSize) & 15;
+  const uint32_t lane_addr =
+      tile + uint32_t((warp_row + g) * kRowBytes + ((lane_chunk ^ g) << 4) + within);
+#pragma unroll
+  for (int si = 0; si < MS; ++si)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+      for (int n = 0; n < NS; ++n) {
+        const uint32_t addr = (lane_addr + uint32_t((si * 16 + r * 8) * kRowBytes)) ^
+                              uint32_t((n * kSize / 2) << 4);
+        float2 bv;
+        if constexpr (std::is_same_v<B, float>) {
+          const uint2 w = lds64(addr);
+          bv = make_float2(__uint_as_float(w.x), __uint_as_float(w.y));
+        } else {
+          bv = unpack2<B>(lds32(addr));
+        }
+        s[si][n][2 * r] = fmaf(s[si][n][2 * r], scale, bv.x);
+        s[si][n][2 * r + 1] = fmaf(s[si][n][2 * r + 1], scale, bv.y);
+      }
+    }
+}
+
+// s = s * scale + bias for a warp tile whose rows start at `warp_row` of the staged tile.
+template <int BN, int MS, int NS>
+__device__ __forceinline__ void add_staged_bias(float (&s)[MS][NS][4], uint32_t tile, int dtype,
+                                                int warp_row, float scale, int lane) {
+  switch (dtype) {
+    case FA_FLOAT32:
+      add_staged_bias_typed<float, BN>(s, tile, warp_row, scale, lane);
+      break;
+    case FA_BFLOAT16:
+      add_staged_bias_typed<__nv_bfloat16, BN>(s, tile, warp_row, scale, lane);
+      break;
+    default:
+      add_staged_bias_typed<__half, BN>(s, tile, warp_row, scale, lane);
       break;
   }
 }

@@ -25,7 +25,8 @@
 namespace fa {
 namespace sm80 {
 
-template <typename T_, int D_, int BM_, int BN_, int WARPS_, int MIN_BLOCKS_>
+template <typename T_, int D_, int BM_, int BN_, int WARPS_, int MIN_BLOCKS_,
+          bool PIPELINE_DROPOUT_ = false>
 struct FwdConfig {
   using T = T_;
   static constexpr int kD = D_;          // head-dim bucket
@@ -34,6 +35,10 @@ struct FwdConfig {
   static constexpr int kWarps = WARPS_;
   static constexpr int kThreads = 32 * WARPS_;
   static constexpr int kMinBlocks = MIN_BLOCKS_;
+  // Dropout: generate the mask of key tile n - 1 while P V of tile n runs (overlaps Philox
+  // with the tensor cores, at the cost of ~20 more live registers), instead of right after
+  // the softmax of tile n.
+  static constexpr bool kPipelineDropout = PIPELINE_DROPOUT_;
   static constexpr int kMS = kBM / (16 * kWarps);  // 16-row slabs per warp
   static constexpr int kNS = kBN / 8;              // n8 tiles of S per slab
   static constexpr int kDS = kD / 8;               // n8 tiles of O per slab
@@ -42,9 +47,13 @@ struct FwdConfig {
   using QTile = SmemTile<kBM, kD>;
   using KTile = SmemTile<kBN, kD>;  // K and V
   static constexpr int kSmemBytes = QTile::kBytes + 2 * KTile::kBytes + 1024;  // + alignment
+  // A staged bias tile (bias.h) adds kBM * kBN * element size after V.
 };
 
-template <class Cfg>
+// kDropout is the one compile-time feature flag: without it the kernel carries no Philox
+// code (fewer live registers), and with Cfg::kPipelineDropout the mask of key tile n - 1 is
+// generated in the same basic block as the P V product of tile n.
+template <class Cfg, bool kDropout>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     fwd_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -68,6 +77,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const uint32_t sQ = smem;
   const uint32_t sK = sQ + QTile::kBytes;
   const uint32_t sV = sK + KTile::kBytes;
+  const uint32_t sB = sV + KTile::kBytes;  // staged bias tile, when p.bias_staged
 
   const T* q_ptr = p.q.row<const T>(b, h, seq.q_row0 + m0);
   const T* k_ptr = p.k.row<const T>(b, hk, seq.k_row0);
@@ -94,10 +104,20 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
   const DropoutRng rng{p.seed, p.offset, batch_head, p.dropout_threshold};
 
+  auto load_bias = [&](int n) {
+    load_bias_tile_async<BM, BN, Cfg::kThreads>(sB, p.bias, b, h, m0, n * BN, rows_q, seq.sk,
+                                                tid);
+  };
+
   if (n_blocks > 0) {
     load_tile_async<BM, D, Cfg::kThreads>(sQ, q_ptr, p.q.sr, rows_q, p.head_dim, tid);
     load_kv(sK, k_ptr, p.k.sr, n_blocks - 1);
+    if (p.bias_staged) load_bias(n_blocks - 1);
     cp_async_commit();
+  }
+  [[maybe_unused]] uint32_t keep[MS][2];  // pipelined dropout: the current tile's mask
+  if constexpr (kDropout && Cfg::kPipelineDropout) {
+    dropout_mask<MS, NS>(rng, m0 + warp_row, (n_blocks - 1) * BN, lane, keep);
   }
 
   for (int n = n_blocks - 1; n >= 0; --n) {
@@ -112,7 +132,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         acc_s, q_lane, k_lane);
 
     const int row0 = m0 + warp_row, col0 = n * BN;
-    if (p.has_bias) {
+    if (p.bias_staged) {
+      add_staged_bias<BN>(acc_s, sB, p.bias.dtype, warp_row, p.scale, lane);
+    } else if (p.has_bias) {
       add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
     }
     if (tile_needs_mask(m0, col0, BM, BN, seq.sq, seq.sk, p.causal)) {
@@ -120,16 +142,21 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     }
 
     cp_async_wait<0>();
-    __syncthreads();  // V_n visible; every warp is done with K_n
+    __syncthreads();  // V_n visible; every warp is done with K_n (and the bias tile)
     if (n > 0) {
       load_kv(sK, k_ptr, p.k.sr, n - 1);
+      if (p.bias_staged) load_bias(n - 1);
       cp_async_commit();
     }
 
     softmax.update(acc_s, acc_o, p.softmax_scale_log2, n == n_blocks - 1);
-    if (p.has_dropout) {
-      dropout_for_each<MS, NS>(rng, row0, col0, lane, [&](int s, int j, int e, bool keep) {
-        if (!keep) acc_s[s][j][e] = 0.0f;
+    if constexpr (kDropout && Cfg::kPipelineDropout) {
+      apply_keep<MS, NS>(acc_s, keep);
+      // The next tile's mask (for n = 0 an unused one), no branch: same basic block as P V.
+      dropout_mask<MS, NS>(rng, row0, col0 - BN, lane, keep);
+    } else if constexpr (kDropout) {
+      dropout_for_each<MS, NS>(rng, row0, col0, lane, [&](int s, int j, int e, bool kept) {
+        if (!kept) acc_s[s][j][e] = 0.0f;
       });
     }
     gemm_rs<T, MS, DS, BN / 16, KTile, BOperand::kKMajor>(acc_o, acc_s, v_lane);
@@ -137,7 +164,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 
   // ---- epilogue ----
   float out_scale[MS][2], lse[MS][2];
-  softmax.finish(p.lse_scale, p.has_dropout ? p.dropout_rescale : 1.0f, out_scale, lse);
+  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, out_scale, lse);
 
   const int g = lane >> 2, t = lane & 3;
   __syncwarp();  // this warp's ldmatrix reads of its Q rows are done

@@ -10,15 +10,31 @@ namespace fa {
 namespace sm80 {
 
 template <class Cfg>
-fa_status launch_fwd(const KernelParams& p, const LaunchContext& ctx) {
-  const int smem = Cfg::kSmemBytes;
+fa_status launch_fwd(const KernelParams& params, const LaunchContext& ctx) {
+  KernelParams p = params;
+  int smem = Cfg::kSmemBytes;
+  // Stage the bias through shared memory where its rows are 16-byte aligned and the
+  // device has the room (bias.h); otherwise it is read directly.
+  const int bias_tile = Cfg::kBM * Cfg::kBN * bias_element_size(p.bias.dtype);
+  p.bias_staged = p.has_bias && p.bias.async16 && smem + bias_tile <= ctx.max_smem_optin;
+  if (p.bias_staged) smem += bias_tile;
   if (smem > ctx.max_smem_optin) {
     return fail(FA_ERR_UNSUPPORTED,
                 "q: head dim %d needs %d bytes of shared memory per block, the device allows %d",
                 p.head_dim, smem, ctx.max_smem_optin);
   }
-  auto kernel = fwd_kernel<Cfg>;
-  if (const fa_status s = ensure_smem<Cfg>(kernel, ctx.device, smem)) return s;
+  struct WithDropout {};
+  auto kernel = p.has_dropout ? fwd_kernel<Cfg, true> : fwd_kernel<Cfg, false>;
+  // The largest size this kernel may ever be launched with on this device (with the
+  // largest staged bias tile that fits), set once per device.
+  int smem_max = Cfg::kSmemBytes;
+  for (const int size : {2, 4}) {
+    const int with_tile = Cfg::kSmemBytes + Cfg::kBM * Cfg::kBN * size;
+    if (with_tile <= ctx.max_smem_optin) smem_max = with_tile;
+  }
+  const fa_status s = p.has_dropout ? ensure_smem<WithDropout>(kernel, ctx.device, smem_max)
+                                    : ensure_smem<Cfg>(kernel, ctx.device, smem_max);
+  if (s != FA_OK) return s;
   const dim3 grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
   if (empty_grid(grid)) return FA_OK;
   FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);

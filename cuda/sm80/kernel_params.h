@@ -25,7 +25,8 @@ struct TensorView {
 struct BiasView {
   void* ptr = nullptr;
   int dtype = 0;  // FA_FLOAT16, FA_BFLOAT16, FA_FLOAT32
-  bool pairs = false;  // base and strides allow loading element pairs (2j, 2j+1) at once
+  bool pairs = false;    // base and strides allow loading element pairs (2j, 2j+1) at once
+  bool async16 = false;  // base and strides are 16-byte aligned: tiles can go by cp.async
   int64_t sb = 0, sh = 0, sr = 0;
 };
 
@@ -58,6 +59,7 @@ struct KernelParams {
   float lse_scale = 1.0f;  // lse = max * lse_scale + log(sum)
   bool causal = false;
   bool has_bias = false;
+  bool bias_staged = false;  // forward: bias tiles go through shared memory (see bias.h)
 
   bool has_dropout = false;
   uint32_t dropout_threshold = 0;  // keep iff draw >= threshold

@@ -25,6 +25,9 @@ inline BiasView view(const BiasOperand& o) {
   const int64_t esize = o.dtype == FA_FLOAT32 ? 4 : 2;
   v.pairs = reinterpret_cast<uintptr_t>(o.ptr) % (2 * esize) == 0 && o.stride_b % 2 == 0 &&
             o.stride_head % 2 == 0 && o.stride_row % 2 == 0;
+  const int64_t per16 = 16 / esize;  // elements per 16 bytes
+  v.async16 = reinterpret_cast<uintptr_t>(o.ptr) % 16 == 0 && o.stride_b % per16 == 0 &&
+              o.stride_head % per16 == 0 && o.stride_row % per16 == 0;
   v.sb = o.stride_b;
   v.sh = o.stride_head;
   v.sr = o.stride_row;

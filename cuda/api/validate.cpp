@@ -257,6 +257,28 @@ fa_status validate_request(const Request& request, AttentionParams* params) {
   return FA_OK;
 }
 
+// The fields fa_forward_args and fa_backward_args have in common, by name.
+template <typename Args>
+Request shared_fields(const Args& args) {
+  Request request;
+  request.q = &args.q;
+  request.k = &args.k;
+  request.v = &args.v;
+  request.out = &args.out;
+  request.cu_seqlens_q = &args.cu_seqlens_q;
+  request.cu_seqlens_k = &args.cu_seqlens_k;
+  request.scale = args.scale;
+  request.dropout_p = args.dropout_p;
+  request.seed = args.seed;
+  request.offset = args.offset;
+  request.flags = args.flags;
+  request.max_seqlen_q = args.max_seqlen_q;
+  request.max_seqlen_k = args.max_seqlen_k;
+  request.reserved = args.reserved;
+  request.stream = args.stream;
+  return request;
+}
+
 }  // namespace
 
 fa_status validate_forward(const fa_forward_args* args, AttentionParams* params) {
@@ -264,24 +286,9 @@ fa_status validate_forward(const fa_forward_args* args, AttentionParams* params)
   if (const fa_status s = check_struct_header(args->abi_version, args->struct_size,
                                               sizeof(fa_forward_args), "fa_forward_args"))
     return s;
-  Request request;
-  request.q = &args->q;
-  request.k = &args->k;
-  request.v = &args->v;
-  request.out = &args->out;
+  Request request = shared_fields(*args);
   request.lse = &args->lse;
   request.bias = &args->bias;
-  request.cu_seqlens_q = &args->cu_seqlens_q;
-  request.cu_seqlens_k = &args->cu_seqlens_k;
-  request.scale = args->scale;
-  request.dropout_p = args->dropout_p;
-  request.seed = args->seed;
-  request.offset = args->offset;
-  request.flags = args->flags;
-  request.max_seqlen_q = args->max_seqlen_q;
-  request.max_seqlen_k = args->max_seqlen_k;
-  request.reserved = args->reserved;
-  request.stream = args->stream;
   return validate_request(request, params);
 }
 
@@ -290,12 +297,8 @@ fa_status validate_backward(const fa_backward_args* args, AttentionParams* param
   if (const fa_status s = check_struct_header(args->abi_version, args->struct_size,
                                               sizeof(fa_backward_args), "fa_backward_args"))
     return s;
-  Request request;
+  Request request = shared_fields(*args);
   request.backward = true;
-  request.q = &args->q;
-  request.k = &args->k;
-  request.v = &args->v;
-  request.out = &args->out;
   request.dout = &args->dout;
   request.lse = &args->lse;
   request.dq = &args->dq;
@@ -303,17 +306,6 @@ fa_status validate_backward(const fa_backward_args* args, AttentionParams* param
   request.dv = &args->dv;
   request.bias = &args->bias;
   request.dbias = &args->dbias;
-  request.cu_seqlens_q = &args->cu_seqlens_q;
-  request.cu_seqlens_k = &args->cu_seqlens_k;
-  request.scale = args->scale;
-  request.dropout_p = args->dropout_p;
-  request.seed = args->seed;
-  request.offset = args->offset;
-  request.flags = args->flags;
-  request.max_seqlen_q = args->max_seqlen_q;
-  request.max_seqlen_k = args->max_seqlen_k;
-  request.reserved = args->reserved;
-  request.stream = args->stream;
   request.workspace = args->workspace;
   request.workspace_bytes = args->workspace_bytes;
   return validate_request(request, params);

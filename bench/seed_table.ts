@@ -4,7 +4,8 @@
  * (median, L2 flushed before each call), printed in the seed's format with TFLOP/s added.
  *
  *   deno run --allow-ffi --allow-read --allow-env --allow-write bench/seed_table.ts \
- *     [--json ours.json] [--seqlens 2048,4096,8192] [--iterations 30]
+ *     [--json ours.json] [--seqlens 2048,4096,8192] [--iterations 30] [--modes fwd,bwd,fwd+bwd]
+ *     [--bias 0,1] [--dropout 0,0.1]
  *
  * Bias is a dense [1, H, N, N] bf16 tensor; causal + bias uses the causal flag with the bias.
  * @module
@@ -35,7 +36,8 @@ function timeRow(
   withBias: boolean,
   causal: boolean,
   iterations: number,
-): Record<Mode, number> {
+  modes: readonly Mode[],
+): Partial<Record<Mode, number>> {
   const shape = [BATCH, HEADS, n, HEAD_DIM];
   using q = randomTensor(shape, "bfloat16", device, 1);
   using k = randomTensor(shape, "bfloat16", device, 2);
@@ -56,25 +58,27 @@ function timeRow(
   const forward = () => void attention(q, k, v, { ...options, out: outputs.out, lse });
   const backward = () =>
     void attentionBackward(dout, q, k, v, out, lse, { ...options, dq, dk, dv });
-  return {
-    "fwd": time(forward),
-    "bwd": time(backward),
-    "fwd+bwd": time(() => {
+  const run: Record<Mode, () => void> = {
+    "fwd": forward,
+    "bwd": backward,
+    "fwd+bwd": () => {
       forward();
       backward();
-    }),
+    },
   };
+  return Object.fromEntries(modes.map((mode) => [mode, time(run[mode])]));
 }
 
-function printTable(mode: Mode, rows: Map<string, Record<Mode, number>>): void {
+function printTable(mode: Mode, rows: Map<string, Partial<Record<Mode, number>>>): void {
   const width = 48;
   console.log(`[${"-".repeat(20)} ${mode} ${"-".repeat(20)}]`);
   console.log(`${" ".repeat(width)}|  flashattn  |  TFLOP/s`);
   for (const [label, times] of rows) {
     const [n, causal] = [Number(label.split(",")[2]), label.endsWith("causal=1")];
-    const tflops = flops(n, causal, mode) / (times[mode] * 1e-6) / 1e12;
+    const us = times[mode] ?? NaN;
+    const tflops = flops(n, causal, mode) / (us * 1e-6) / 1e12;
     console.log(
-      `${label.padStart(width - 2)}  |${times[mode].toFixed(1).padStart(10)}   |` +
+      `${label.padStart(width - 2)}  |${us.toFixed(1).padStart(10)}   |` +
         `${tflops.toFixed(0).padStart(8)}`,
     );
   }
@@ -88,6 +92,9 @@ if (import.meta.main) {
       json: { type: "string" },
       seqlens: { type: "string", default: "2048,4096,8192" },
       iterations: { type: "string", default: "30" },
+      modes: { type: "string", default: MODES.join(",") },
+      bias: { type: "string", default: "0,1" },
+      dropout: { type: "string", default: "0,0.1" },
     },
   });
   const device = Device.default();
@@ -95,19 +102,24 @@ if (import.meta.main) {
     console.error("seed_table: no CUDA device; the seed table is a GPU benchmark");
     Deno.exit(1);
   }
+  const modes = values.modes.split(",").map((name) => {
+    const mode = MODES.find((m) => m === name);
+    if (mode === undefined) throw new Error(`--modes: expected some of ${MODES}, got ${name}`);
+    return mode;
+  });
   console.log(`device: ${device}`);
-  const rows = new Map<string, Record<Mode, number>>();
+  const rows = new Map<string, Partial<Record<Mode, number>>>();
   for (const n of values.seqlens.split(",").map(Number)) {
-    for (const bias of [false, true]) {
-      for (const p of [0, 0.1]) {
+    for (const bias of values.bias.split(",").map((b) => b === "1")) {
+      for (const p of values.dropout.split(",").map(Number)) {
         for (const causal of [false, true]) {
           const label = rowLabel(n, p, bias, causal);
-          rows.set(label, timeRow(device, n, p, bias, causal, Number(values.iterations)));
+          rows.set(label, timeRow(device, n, p, bias, causal, Number(values.iterations), modes));
         }
       }
     }
   }
-  for (const mode of MODES) printTable(mode, rows);
+  for (const mode of modes) printTable(mode, rows);
   if (values.json) {
     await Deno.writeTextFile(values.json, JSON.stringify(Object.fromEntries(rows), null, 1));
   }

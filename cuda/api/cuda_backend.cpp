@@ -9,8 +9,8 @@
 //   - outputs (out in the forward; dq, dk, dv) are gathered too (so elements the kernels do
 //     not write, e.g. packed rows past the last sequence, keep the caller's values), the
 //     kernels write the temporary, and it is scattered back into the caller's view.
-// Temporaries come from cudaMallocAsync and go back with cudaFreeAsync, all on params.stream:
-// stream-ordered, no host synchronization. Aligned operands run directly, with no copy.
+// Temporaries come from the library's stream-ordered pool (common/scratch_pool.h) and go
+// back to it, all on params.stream: no host synchronization. Aligned operands run directly, with no copy.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 
 #include "api/strided_copy.h"
 #include "common/backends.h"
+#include "common/scratch_pool.h"
 #include "common/status.h"
 #include "sm80/sm80.h"
 
@@ -85,7 +86,7 @@ class Staging {
   Staging(const Staging&) = delete;
   Staging& operator=(const Staging&) = delete;
   ~Staging() {
-    for (const Entry& entry : entries_) (void)cudaFreeAsync(entry.temp.ptr, stream_);
+    for (const Entry& entry : entries_) (void)scratch_free(entry.temp.ptr, stream_);
   }
 
   // Points `op` at an aligned, contiguous copy of the caller's view when the kernels
@@ -117,7 +118,7 @@ class Staging {
     }
     if (const fa_status s = check_capability()) return s;
     void* ptr = nullptr;
-    const cudaError_t status = cudaMallocAsync(&ptr, size_t(bytes), stream_);
+    const cudaError_t status = scratch_allocate(&ptr, uint64_t(bytes), params_.device, stream_);
     if (status != cudaSuccess) {
       (void)cudaGetLastError();
       return fail(status == cudaErrorMemoryAllocation ? FA_ERR_OUT_OF_MEMORY : FA_ERR_CUDA,

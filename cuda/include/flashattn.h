@@ -63,11 +63,12 @@ typedef enum fa_dtype {
  * and most slices of one) are read and written in place by the kernels. Any other such
  * operand takes a slower path: an input is first copied into a contiguous temporary, an
  * output is computed into one and copied back into the caller's view afterwards. The copies
- * run on the call's stream, in device memory allocated with cudaMallocAsync and freed with
- * cudaFreeAsync on that stream (no host synchronization); they cost extra time and an extra
- * B*H*S*D (nested: total*H*D) elements of device memory per such operand, and failing to
- * allocate one gives FA_ERR_OUT_OF_MEMORY naming the operand. bias, dbias and lse have no
- * 16-byte rule and are never copied.
+ * run on the call's stream, in device memory from the library's stream-ordered pool
+ * (cudaMallocFromPoolAsync / cudaFreeAsync on that stream, no host synchronization; the
+ * pool keeps its memory for later calls and is trimmed when an allocation would fail).
+ * They cost extra time and an extra B*H*S*D (nested: total*H*D) elements of device memory
+ * per such operand, and failing to allocate one gives FA_ERR_OUT_OF_MEMORY naming the
+ * operand. bias, dbias and lse have no 16-byte rule and are never copied.
  */
 typedef struct fa_tensor {
   uint64_t data;               /* address of element [0,0,...] */
@@ -159,7 +160,7 @@ typedef struct fa_backward_args {
   int32_t max_seqlen_k;
   int32_t reserved;
   uint64_t stream;
-  uint64_t workspace;       /* device scratch for dq accumulation (0 = library allocates) */
+  uint64_t workspace;       /* device scratch for dq accumulation (0 = from the library's pool) */
   uint64_t workspace_bytes; /* size of workspace; see fa_backward_workspace_size */
 } fa_backward_args;
 

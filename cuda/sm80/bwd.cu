@@ -1,8 +1,9 @@
 // bwd.cu: the backward pass end to end, and its small kernels.
 //
 // Order on the stream:
-//   1. workspace: params.workspace when it is large enough, else cudaMallocAsync on the
-//      stream (freed with cudaFreeAsync after the last kernel; stream-ordered, no sync)
+//   1. workspace: params.workspace when it is large enough, else the library's scratch
+//      pool on the stream (common/scratch_pool.h; returned after the last kernel,
+//      stream-ordered, no sync)
 //   2. dbias: zero the fp32 buffer (atomic / partial), or zero dbias itself where the main
 //      kernel will not write every element (causal or nested, direct mode)
 //   3. preprocess: D = rowsum(dO * O), lse in log2 units, zeroed dQ accumulator
@@ -11,6 +12,7 @@
 //   6. dbias: finish from the buffer
 #include <cuda_runtime.h>
 
+#include "common/scratch_pool.h"
 #include "common/status.h"
 #include "sm80/bwd_aux_kernels.h"
 #include "sm80/bwd_plan.h"
@@ -23,17 +25,18 @@ namespace {
 // Frees a library-allocated workspace on the stream when the backward returns.
 class StreamBuffer {
  public:
-  explicit StreamBuffer(cudaStream_t stream) : stream_(stream) {}
+  StreamBuffer(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
   ~StreamBuffer() {
-    if (ptr_ != nullptr) (void)cudaFreeAsync(ptr_, stream_);
+    if (ptr_ != nullptr) (void)scratch_free(ptr_, stream_);
   }
   fa_status allocate(uint64_t bytes) {
-    FA_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream_));
+    FA_CUDA_CHECK(scratch_allocate(&ptr_, bytes, device_, stream_));
     return FA_OK;
   }
   void* get() const { return ptr_; }
 
  private:
+  int device_;
   cudaStream_t stream_;
   void* ptr_ = nullptr;
 };
@@ -50,7 +53,7 @@ int dbias_finish_blocks(const KernelParams& p) {
 fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* workspace,
                        uint64_t workspace_bytes, const LaunchContext& ctx) {
   const BwdPlan plan = plan_backward(p, deterministic);
-  StreamBuffer owned(ctx.stream);
+  StreamBuffer owned(ctx.device, ctx.stream);
   char* ws = static_cast<char*>(workspace);
   if (plan.total_bytes > 0 && (ws == nullptr || workspace_bytes < plan.total_bytes)) {
     if (const fa_status s = owned.allocate(plan.total_bytes)) return s;

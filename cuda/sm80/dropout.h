@@ -78,31 +78,5 @@ __device__ __forceinline__ void dropout_for_each(const DropoutRng& rng, int row0
     }
 }
 
-// The keep mask of a warp's score tile as bits: keep[s][r] bit (n * 2 + e) is element
-// (slab s, row half r, n8 tile n, column e) of the accumulator layout. Lets the forward
-// compute the mask of the next key tile while the tensor cores work on the current one.
-template <int MS, int NS>
-__device__ __forceinline__ void dropout_mask(const DropoutRng& rng, int row0, int col0, int lane,
-                                             uint32_t (&keep)[MS][2]) {
-  static_assert(NS <= 16, "2 bits per n8 tile in 32 bits");
-#pragma unroll
-  for (int s = 0; s < MS; ++s) keep[s][0] = keep[s][1] = 0u;
-  dropout_for_each<MS, NS>(rng, row0, col0, lane, [&](int s, int n, int e, bool k) {
-    keep[s][e >> 1] |= uint32_t(k) << (n * 2 + (e & 1));
-  });
-}
-
-// Zeroes the elements whose keep bit is clear.
-template <int MS, int NS>
-__device__ __forceinline__ void apply_keep(float (&x)[MS][NS][4], const uint32_t (&keep)[MS][2]) {
-#pragma unroll
-  for (int s = 0; s < MS; ++s)
-#pragma unroll
-    for (int n = 0; n < NS; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (((keep[s][e >> 1] >> (n * 2 + (e & 1))) & 1u) == 0u) x[s][n][e] = 0.0f;
-}
-
 }  // namespace sm80
 }  // namespace fa

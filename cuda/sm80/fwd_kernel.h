@@ -25,8 +25,7 @@
 namespace fa {
 namespace sm80 {
 
-template <typename T_, int D_, int BM_, int BN_, int WARPS_, int MIN_BLOCKS_,
-          bool PIPELINE_DROPOUT_ = false>
+template <typename T_, int D_, int BM_, int BN_, int WARPS_, int MIN_BLOCKS_>
 struct FwdConfig {
   using T = T_;
   static constexpr int kD = D_;          // head-dim bucket
@@ -35,10 +34,6 @@ struct FwdConfig {
   static constexpr int kWarps = WARPS_;
   static constexpr int kThreads = 32 * WARPS_;
   static constexpr int kMinBlocks = MIN_BLOCKS_;
-  // Dropout: generate the mask of key tile n - 1 while P V of tile n runs (overlaps Philox
-  // with the tensor cores, at the cost of ~20 more live registers), instead of right after
-  // the softmax of tile n.
-  static constexpr bool kPipelineDropout = PIPELINE_DROPOUT_;
   static constexpr int kMS = kBM / (16 * kWarps);  // 16-row slabs per warp
   static constexpr int kNS = kBN / 8;              // n8 tiles of S per slab
   static constexpr int kDS = kD / 8;               // n8 tiles of O per slab
@@ -51,8 +46,7 @@ struct FwdConfig {
 };
 
 // kDropout is the one compile-time feature flag: without it the kernel carries no Philox
-// code (fewer live registers), and with Cfg::kPipelineDropout the mask of key tile n - 1 is
-// generated in the same basic block as the P V product of tile n.
+// code (fewer live registers).
 template <class Cfg, bool kDropout>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     fwd_kernel(const __grid_constant__ KernelParams p) {
@@ -115,10 +109,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     if (p.bias_staged) load_bias(n_blocks - 1);
     cp_async_commit();
   }
-  [[maybe_unused]] uint32_t keep[MS][2];  // pipelined dropout: the current tile's mask
-  if constexpr (kDropout && Cfg::kPipelineDropout) {
-    dropout_mask<MS, NS>(rng, m0 + warp_row, (n_blocks - 1) * BN, lane, keep);
-  }
 
   for (int n = n_blocks - 1; n >= 0; --n) {
     cp_async_wait<0>();
@@ -150,11 +140,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     }
 
     softmax.update(acc_s, acc_o, p.softmax_scale_log2, n == n_blocks - 1);
-    if constexpr (kDropout && Cfg::kPipelineDropout) {
-      apply_keep<MS, NS>(acc_s, keep);
-      // The next tile's mask (for n = 0 an unused one), no branch: same basic block as P V.
-      dropout_mask<MS, NS>(rng, row0, col0 - BN, lane, keep);
-    } else if constexpr (kDropout) {
+    if constexpr (kDropout) {
       dropout_for_each<MS, NS>(rng, row0, col0, lane, [&](int s, int j, int e, bool kept) {
         if (!kept) acc_s[s][j][e] = 0.0f;
       });

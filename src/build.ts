@@ -100,6 +100,19 @@ export const SOURCE_FILES: readonly string[] = [
   "cuda/sm80/softmax.h",
   "cuda/sm80/tile.h",
   "cuda/sm80/warp_gemm.h",
+  "cuda/sm90/README.md",
+  "cuda/sm90/dispatch.cu",
+  "cuda/sm90/fwd_d128.cu",
+  "cuda/sm90/fwd_d256.cu",
+  "cuda/sm90/fwd_d64.cu",
+  "cuda/sm90/fwd_kernel.h",
+  "cuda/sm90/fwd_launch.h",
+  "cuda/sm90/ptx90.h",
+  "cuda/sm90/sm90.h",
+  "cuda/sm90/softmax.h",
+  "cuda/sm90/tma.cu",
+  "cuda/sm90/tma.h",
+  "cuda/sm90/wgmma.h",
 ];
 
 /** Options of {@link buildLibrary}. */

@@ -552,6 +552,51 @@ Deno.test({
 });
 
 Deno.test({
+  name: "gpu nested: Inf/NaN in one sequence's K and V stay out of the others' results",
+  ignore,
+  fn() {
+    // Sequence 0 ends inside a key tile (100 keys), so a kernel's last key tile of sequence 0
+    // covers rows of sequence 1, which are all Inf (V) and NaN (K). Sequence 0 must still equal
+    // the CPU backend's result; sequence 1 is NaN/Inf on both and not compared.
+    const H = 2, D = 64, dtype: HalfDType = "bfloat16", u = unitRoundoff(dtype);
+    const seqQ = [150, 20], seqK = [100, 37];
+    const rng = new Rng(41);
+    const part = (s: number, fill?: number) =>
+      Tensor.fromArray(
+        fill === undefined ? rng.normalArray(s * H * D) : new Float32Array(s * H * D).fill(fill),
+        [s, H, D],
+        { dtype },
+      );
+    const qs = seqQ.map((s) => part(s));
+    const ks = [part(seqK[0]), part(seqK[1], NaN)];
+    const vs = [part(seqK[0]), part(seqK[1], Infinity)];
+    const owned: { dispose(): void }[] = [...qs, ...ks, ...vs];
+    try {
+      const [q, k, v] = [qs, ks, vs].map((parts) => NestedBatch.pack(parts));
+      const [qg, kg, vg] = [q, k, v].map((nb) => nb.to(gpu()));
+      owned.push(q, k, v, qg, kg, vg);
+      for (const causal of [false, true]) {
+        const ref = attention(q, k, v, { causal });
+        const got = attention(qg, kg, vg, { causal });
+        owned.push(ref.out, ref.lse, got.out, got.lse);
+        const refOut = ref.out.unpack()[0], gotOut = got.out.unpack()[0];
+        owned.push(refOut, gotOut);
+        const r = refOut.toFloat32(), g = gotOut.toFloat32();
+        assertNontrivial("sequence 0 reference", r);
+        assertElementwise(
+          `sequence 0 out (causal ${causal})`,
+          g,
+          r,
+          (i) => 8 * u * (1 + Math.abs(r[i])),
+        );
+      }
+    } finally {
+      for (const o of owned) o.dispose();
+    }
+  },
+});
+
+Deno.test({
   name: "gpu nested: bias [B,1,maxSq,maxSk] and GQA vs the CPU backend",
   ignore,
   fn() {

@@ -1,5 +1,5 @@
-// cuda_backend.cpp: the CUDA backend entry points, served by the sm80 kernels
-// (mma.sync; they also run on sm_90 until the Hopper path exists).
+// cuda_backend.cpp: the CUDA backend entry points, served by the sm80 kernels (mma.sync),
+// whose forward hands Hopper-supported cases to the sm90 kernels (wgmma/TMA).
 //
 // The kernels load and store rows with 16-byte vectors: every q/k/v/out/dout/dq/dk/dv they
 // see must start on a 16-byte boundary and have non-last strides that are multiples of 8

@@ -15,6 +15,7 @@
 #include "sm80/launch.h"
 #include "sm80/params_build.h"
 #include "sm80/sm80.h"
+#include "sm90/sm90.h"
 
 namespace fa {
 namespace {
@@ -113,6 +114,13 @@ fa_status sm80_forward(const AttentionParams& ap) {
   if (ap.batch == 0 || ap.heads_q == 0 || ap.seqlen_q == 0) return FA_OK;
   const KernelParams p = make_params(ap);
   const bool bf16 = ap.dtype == FA_BFLOAT16;
+  // Hopper: the wgmma/TMA kernels take the cases they support (sm90/dispatch.cu).
+  DeviceProps props;
+  if (const fa_status s = device_props(ap.device, &props)) return s;
+  bool on_sm90 = false;
+  if (const fa_status s = sm90::try_forward(p, bf16, props.major, props.minor, ctx, &on_sm90))
+    return s;
+  if (on_sm90) return FA_OK;
   if (p.head_dim <= 64) return sm80::launch_fwd_d64(p, bf16, ctx);
   if (p.head_dim <= 128) return sm80::launch_fwd_d128(p, bf16, ctx);
   return sm80::launch_fwd_d256(p, bf16, ctx);

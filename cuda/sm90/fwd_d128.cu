@@ -1,0 +1,18 @@
+// fwd_d128.cu: sm90 forward kernels for head dims up to 128 (fp16 and bf16).
+#include "sm90/fwd_launch.h"
+
+namespace fa {
+namespace sm90 {
+
+// Head-dim bucket, keys per tile, K/V stages, consumer warpgroups (64 query rows each).
+template <typename T>
+using FwdD128 = FwdConfig<T, 128, 128, 3, 2>;
+
+fa_status launch_fwd_d128(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
+                         bool* launched) {
+  return bf16 ? launch_fwd<FwdD128<__nv_bfloat16>>(p, ctx, launched)
+              : launch_fwd<FwdD128<__half>>(p, ctx, launched);
+}
+
+}  // namespace sm90
+}  // namespace fa

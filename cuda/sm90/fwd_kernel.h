@@ -1,0 +1,386 @@
+// fwd_kernel.h: the forward kernel on Hopper (wgmma, TMA, warp specialization).
+//
+// Grid (query blocks, Hq, B); one block of 1 + kConsumers warpgroups computes
+// BM = 64 kConsumers query rows of one (batch, head), one block per SM:
+//   - warpgroup 0, the producer, gives most of its registers to the others (setmaxnreg);
+//     one thread issues the TMA loads: Q once, then the K and V tiles of BN keys through a
+//     ring of kStages stages, each load completing on its stage's "full" mbarrier.
+//   - the other warpgroups, the consumers, own 64 query rows each. Per key tile: S = Q K^T
+//     (wgmma, Q and K from shared memory), key-tail / causal mask, online softmax in
+//     registers, dropout (sm80's Philox mask), O += P V (wgmma, P from registers as the A
+//     operand, V read MN-major through the transpose bit). Each warp hands a stage back to
+//     the producer through its "empty" mbarrier once the product that reads it completed.
+//   - Within a warpgroup, S_n = Q K_n^T is issued just before O += P_{n-1} V_{n-1}, and the
+//     softmax of S_n runs while that product occupies the tensor cores; O is rescaled by
+//     the softmax's correction just before the next P V is issued (DeferredSoftmax).
+//     Across warpgroups the warp schedulers interleave one group's softmax with the other
+//     group's products.
+//   - Key tiles are visited last to first, as in sm80: the masked ones (key tail, causal
+//     diagonal) come first, and causal tiles past the diagonal are never loaded.
+//   - Epilogue: O / l through the warpgroup's own rows of the Q tile in shared memory,
+//     16-byte stores of the rows inside the sequence only (the TMA reads whole tiles, the
+//     stores must not spill into a neighbouring sequence of a nested batch); LSE as sm80.
+// Head dims below the bucket D are zero-filled by the TMA and masked on store.
+#pragma once
+
+#include <cuda.h>
+
+#include "sm80/dropout.h"
+#include "sm80/kernel_params.h"
+#include "sm80/masking.h"
+#include "sm80/tile.h"
+#include "sm80/warp_gemm.h"
+#include "sm90/ptx90.h"
+#include "sm90/softmax.h"
+#include "sm90/wgmma.h"
+
+// Kernel bodies exist only in the sm_90a device pass; the other passes get empty kernels
+// (never launched: dispatch routes only compute capability 9.0 here).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FA_SM90_DEVICE_PASS 1
+#else
+#define FA_SM90_DEVICE_PASS 0
+#endif
+
+namespace fa {
+namespace sm90 {
+
+using sm80::KernelParams;
+using sm80::SeqInfo;
+
+// Kernel parameters: TMA descriptors of Q, K and V (dims: dim, row, head, batch) and sm80's
+// parameters, by value (__grid_constant__).
+struct FwdParams {
+  CUtensorMap q, k, v;
+  KernelParams p;
+};
+
+template <typename T_, int D_, int BN_, int STAGES_, int CONSUMERS_>
+struct FwdConfig {
+  using T = T_;
+  static constexpr int kD = D_;             // head-dim bucket, a multiple of 64
+  static constexpr int kBN = BN_;           // keys per tile
+  static constexpr int kStages = STAGES_;    // K/V ring depth
+  static constexpr int kConsumers = CONSUMERS_;  // consumer warpgroups, 64 query rows each
+  static constexpr int kBM = 64 * kConsumers;
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  // Register split after setmaxnreg: the producer keeps the minimum, the consumers share
+  // the rest of the 64K registers (multiples of 8, at most 240).
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kRegsLeft = (65536 - 128 * kProducerRegs) / (128 * kConsumers) / 8 * 8;
+  static constexpr int kConsumerRegs = kRegsLeft < 240 ? kRegsLeft : 240;
+
+  static constexpr int kNS = kBN / 8;   // n8 tiles of S per warp
+  static constexpr int kDS = kD / 8;    // n8 tiles of O per warp
+  static constexpr int kPK = kBN / 16;  // k16 steps of P V
+  static_assert(kD % 64 == 0, "whole 128-byte column blocks");
+
+  static constexpr int kColBlocks = kD / 64;
+  static constexpr int kQBytes = kBM * kD * 2;
+  static constexpr int kTileBytes = kBN * kD * 2;  // one K or V stage
+  static constexpr int kBarriers = 1 + 4 * kStages;
+  static constexpr int kSmemBytes = 1024 /* alignment */ + kQBytes + 2 * kStages * kTileBytes +
+                                    8 * kBarriers;
+};
+
+// Where everything lives in shared memory: Q | K stages | V stages | mbarriers.
+// Barriers: q_full; per stage k_full, v_full (one TMA arrival + bytes), k_empty, v_empty
+// (one arrival per consumer warp).
+template <class Cfg>
+struct FwdSmem {
+  uint32_t q, k0, v0, bars;
+
+  __device__ explicit FwdSmem(uint32_t base)
+      : q(base),
+        k0(base + Cfg::kQBytes),
+        v0(k0 + Cfg::kStages * Cfg::kTileBytes),
+        bars(v0 + Cfg::kStages * Cfg::kTileBytes) {}
+
+  __device__ uint32_t k(int s) const { return k0 + s * Cfg::kTileBytes; }
+  __device__ uint32_t v(int s) const { return v0 + s * Cfg::kTileBytes; }
+  __device__ uint32_t q_full() const { return bars; }
+  __device__ uint32_t k_full(int s) const { return bars + 8 * (1 + s); }
+  __device__ uint32_t v_full(int s) const { return bars + 8 * (1 + Cfg::kStages + s); }
+  __device__ uint32_t k_empty(int s) const { return bars + 8 * (1 + 2 * Cfg::kStages + s); }
+  __device__ uint32_t v_empty(int s) const { return bars + 8 * (1 + 3 * Cfg::kStages + s); }
+
+  // Byte offset of 16-byte chunk `chunk` of row `row` in the swizzled Q tile.
+  __device__ uint32_t q_chunk(int row, int chunk) const {
+    const int swizzled = (chunk % 8) ^ (row % 8);
+    return q + uint32_t((chunk / 8) * Cfg::kBM * 128 + row * 128 + swizzled * 16);
+  }
+};
+
+// The i-th key tile visited uses ring stage i % kStages, for the (i / kStages)-th time:
+// its full barrier completes phase i / kStages, its empty barrier the phase before.
+template <class Cfg>
+struct RingSlot {
+  int stage;
+  uint32_t parity;
+  __device__ explicit RingSlot(int i) : stage(i % Cfg::kStages), parity((i / Cfg::kStages) & 1) {}
+};
+
+// One tile of `rows` rows x the bucket's head dim: one TMA box per 64-column block.
+template <class Cfg, int kRows>
+__device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                                          int row, int head, int batch) {
+#pragma unroll
+  for (int cb = 0; cb < Cfg::kColBlocks; ++cb) {
+    tma_load_4d(dst + cb * kRows * 128, map, bar, cb * 64, row, head, batch);
+  }
+}
+
+// The producer thread: Q, then K_0, then (K_{i+1}, V_i) pairs, the order the consumers
+// need them in. Tile i is key block n_blocks - 1 - i.
+template <class Cfg>
+__device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg>& sm, int q_row,
+                                        int k_row0, int h, int hk, int batch, int n_blocks) {
+  constexpr int BM = Cfg::kBM, BN = Cfg::kBN;
+  prefetch_tensor_map(&P.q);
+  prefetch_tensor_map(&P.k);
+  prefetch_tensor_map(&P.v);
+  mbar_arrive_expect_tx(sm.q_full(), Cfg::kQBytes);
+  load_tile<Cfg, BM>(sm.q, &P.q, sm.q_full(), q_row, h, batch);
+
+  auto load_kv = [&](int i, const CUtensorMap* map, uint32_t tile, uint32_t full,
+                     uint32_t empty) {
+    const RingSlot<Cfg> slot(i);
+    if (i >= Cfg::kStages) mbar_wait(empty, slot.parity ^ 1);  // consumers done with i - S
+    mbar_arrive_expect_tx(full, Cfg::kTileBytes);
+    load_tile<Cfg, BN>(tile, map, full, k_row0 + (n_blocks - 1 - i) * BN, hk, batch);
+  };
+  auto load_k = [&](int i) {
+    const int s = i % Cfg::kStages;
+    load_kv(i, &P.k, sm.k(s), sm.k_full(s), sm.k_empty(s));
+  };
+  auto load_v = [&](int i) {
+    const int s = i % Cfg::kStages;
+    load_kv(i, &P.v, sm.v(s), sm.v_full(s), sm.v_empty(s));
+  };
+
+  load_k(0);
+  for (int i = 0; i < n_blocks; ++i) {
+    if (i + 1 < n_blocks) load_k(i + 1);
+    load_v(i);
+  }
+}
+
+// A consumer warpgroup: attention of its 64 query rows over all key tiles, then the
+// epilogue. `cw` is the consumer index (0 or 1), `warp` the warp within the group.
+template <class Cfg, bool kDropout>
+__device__ __forceinline__ void consume(const KernelParams& p, const FwdSmem<Cfg>& sm,
+                                        const SeqInfo& seq, int b, int h, int m0, int n_blocks,
+                                        int cw, int warp, int lane) {
+  using T = typename Cfg::T;
+  constexpr int BM = Cfg::kBM, BN = Cfg::kBN, D = Cfg::kD;
+  constexpr int NS = Cfg::kNS, DS = Cfg::kDS, PK = Cfg::kPK;
+
+  constexpr int kClearBarrier = 1 + Cfg::kConsumers;  // after the epilogue's 1..kConsumers
+  const int group_row = cw * 64;                // first row of the warpgroup in the block
+  const int tile_row = group_row + warp * 16;   // first row of this warp in the block
+  const int row0 = m0 + tile_row;               // ... in the sequence
+
+  float o[1][DS][4];  // sm80 warp-tile shapes (one 16-row slab), for the sm80 helpers
+  sm80::zero(o);
+  DeferredSoftmax softmax;
+  const sm80::DropoutRng rng{p.seed, p.offset, uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h),
+                             p.dropout_threshold};
+
+  if (n_blocks > 0) {
+    const uint64_t q_desc = k_major_descriptor(sm.q + group_row * 128);
+    float s[1][NS][4];    // S, then P in fp32
+    uint32_t pa[PK][4];   // P as A fragments, one per k16 step of P V
+    float correction[2];  // of the latest softmax, applied to O before the next P V
+
+    // S = Q K^T of the tile in `stage` (issued and committed, not waited for).
+    auto issue_scores = [&](int stage) {
+      const uint64_t k_desc = k_major_descriptor(sm.k(stage));
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        wgmma_ss<T, NS>(s[0], advance(q_desc, k_major_step(kk, BM)),
+                        advance(k_desc, k_major_step(kk, BN)), kk > 0);
+      }
+      wgmma_commit();
+    };
+    // O = O * correction + P V of the tile in `stage` (issued, not waited for).
+    auto issue_pv = [&](int stage) {
+      DeferredSoftmax::rescale(o[0], correction);
+      const uint64_t v_desc = mn_major_descriptor(sm.v(stage), BN);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < PK; ++kk) {
+        wgmma_rs<T, DS>(o[0], pa[kk], advance(v_desc, mn_major_step(kk)), true);
+      }
+      wgmma_commit();
+    };
+    // Mask, softmax and dropout of visited tile i (P stays in s until packed).
+    auto softmax_tile = [&](int i) {
+      const int col0 = (n_blocks - 1 - i) * BN;
+      if (sm80::tile_needs_mask(m0 + group_row, col0, 64, BN, seq.sq, seq.sk, p.causal)) {
+        sm80::mask_scores(s, row0, col0, seq.sq, seq.sk, p.causal, lane);
+      }
+      softmax.update(s[0], p.softmax_scale_log2, correction);
+      if constexpr (kDropout) {
+        sm80::dropout_for_each<1, NS>(rng, row0, col0, lane, [&](int, int n, int e, bool kept) {
+          if (!kept) s[0][n][e] = 0.0f;
+        });
+      }
+    };
+    // Waits for the last P V (so O and pa are free) and packs P into pa.
+    auto finish_pv_and_pack = [&] {
+      wgmma_wait<0>();
+      pin(o[0]);
+#pragma unroll
+      for (int kk = 0; kk < PK; ++kk) sm80::acc_to_a<T>(pa[kk], s[0], kk);
+    };
+    // Nested batches: the rows of the first visited key tile (the sequence's last) past
+    // `valid` are the next sequence's. P is 0 there, but 0 * Inf = NaN, so they are zeroed
+    // before P V reads them (a dense batch gets zeros from the TMA's out-of-bounds fill).
+    // Both consumer warpgroups take part; `thread` is 0..255 among them.
+    auto clear_foreign_v_rows = [&](int valid, int thread) {
+      if (valid >= BN) return;  // uniform over the block
+      mbar_wait(sm.v_full(0), 0);
+      const int chunks = Cfg::kColBlocks * (BN - valid) * 8;  // 16-byte chunks to clear
+      for (int c = thread; c < chunks; c += 128 * Cfg::kConsumers) {
+        const int block = c / ((BN - valid) * 8), rest = c % ((BN - valid) * 8);
+        // Whole 128-byte rows: the swizzle only permutes chunks inside a row.
+        sm80::sts128(sm.v(0) + (block * BN + valid + rest / 8) * 128 + (rest % 8) * 16,
+                     make_uint4(0, 0, 0, 0));
+      }
+      fence_proxy_async_shared();
+      named_barrier_sync(kClearBarrier, 128 * Cfg::kConsumers);
+    };
+    // Every warp's products are complete: the warp's arrival frees the stage.
+    auto release = [&](uint32_t empty) {
+      __syncwarp();
+      if (lane == 0) mbar_arrive(empty);
+    };
+
+    mbar_wait(sm.q_full(), 0);
+    mbar_wait(sm.k_full(0), 0);
+    issue_scores(0);
+    wgmma_wait<0>();
+    pin(s[0]);
+    release(sm.k_empty(0));
+    softmax_tile(0);  // its correction multiplies the zero O: harmless
+    if (p.cu_k != nullptr) {
+      clear_foreign_v_rows(seq.sk - (n_blocks - 1) * BN, cw * 128 + warp * 32 + lane);
+    }
+
+    // Tile i: S_i and P_{i-1} V_{i-1} are issued back to back, and the softmax of S_i runs
+    // while the product does. The product is waited for at the top of the next iteration:
+    // ptxas hoists a wait that shares the softmax's basic block above it (no dependence
+    // between the two), which would serialize them.
+    for (int i = 1; i < n_blocks; ++i) {
+      const RingSlot<Cfg> cur(i), prev(i - 1);
+      finish_pv_and_pack();  // P_{i-2} V_{i-2}; P_{i-1} into pa
+      if (i >= 2) release(sm.v_empty(RingSlot<Cfg>(i - 2).stage));
+      mbar_wait(sm.k_full(cur.stage), cur.parity);
+      issue_scores(cur.stage);
+      mbar_wait(sm.v_full(prev.stage), prev.parity);
+      issue_pv(prev.stage);
+      wgmma_wait<1>();  // S_i is done
+      pin(s[0]);
+      release(sm.k_empty(cur.stage));
+      softmax_tile(i);
+    }
+
+    finish_pv_and_pack();
+    const RingSlot<Cfg> last(n_blocks - 1);
+    mbar_wait(sm.v_full(last.stage), last.parity);
+    issue_pv(last.stage);
+    wgmma_wait<0>();
+    pin(o[0]);
+  }
+
+  // ---- epilogue ----
+  float out_scale[1][2], lse[1][2];
+  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, out_scale, lse);
+  const int rows_q = seq.sq - m0 < BM ? seq.sq - m0 : BM;
+  const int g = lane >> 2, t = lane & 3;
+
+  named_barrier_sync(1 + cw, 128);  // the warpgroup's products no longer read its Q rows
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = tile_row + g + r * 8;
+#pragma unroll
+    for (int d = 0; d < DS; ++d) {
+      const uint32_t v = sm80::pack2<T>(o[0][d][2 * r] * out_scale[0][r],
+                                        o[0][d][2 * r + 1] * out_scale[0][r]);
+      sm80::sts32(sm.q_chunk(row, d) + 4 * t, v);
+    }
+  }
+  __syncwarp();
+
+  T* o_ptr = p.out.row<T>(b, h, seq.q_row0 + m0);
+  static_assert(16 * DS % 32 == 0, "whole passes");
+#pragma unroll
+  for (int i = 0; i < 16 * DS / 32; ++i) {
+    const int idx = i * 32 + lane;
+    const int row = tile_row + idx / DS, chunk = idx % DS;
+    const uint4 v = sm80::lds128(sm.q_chunk(row, chunk));
+    if (row < rows_q && chunk * 8 < p.head_dim) {
+      *reinterpret_cast<uint4*>(o_ptr + int64_t(row) * p.out.sr + chunk * 8) = v;
+    }
+  }
+
+  if (p.lse.ptr != nullptr && t == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = tile_row + g + r * 8;
+      if (row < rows_q) *p.lse.row<float>(b, h, seq.q_row0 + m0 + row) = lse[0][r];
+    }
+  }
+}
+
+// kDropout is the one compile-time feature flag (as in sm80): without it the kernel carries
+// no Philox code.
+template <class Cfg, bool kDropout>
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
+    fwd_kernel(const __grid_constant__ FwdParams params) {
+#if FA_SM90_DEVICE_PASS
+  const KernelParams& p = params.p;
+  // Heaviest (causal) query blocks first.
+  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);
+  const int h = blockIdx.y, b = blockIdx.z;
+  const SeqInfo seq(p, b);
+  const int m0 = m_block * Cfg::kBM;
+  if (m0 >= seq.sq) return;  // nested batches: past this sequence's end
+
+  const int64_t key_end = seq.key_end(p.causal, int64_t(m0) + Cfg::kBM);
+  const int n_blocks = key_end > 0 ? int((key_end + Cfg::kBN - 1) / Cfg::kBN) : 0;
+
+  extern __shared__ uint8_t smem_raw[];
+  const FwdSmem<Cfg> sm((sm80::smem_u32(smem_raw) + 1023u) & ~1023u);  // swizzle atoms: 1 KB
+  if (threadIdx.x == 0) {
+    mbar_init(sm.q_full(), 1);
+    for (int s = 0; s < Cfg::kStages; ++s) {
+      mbar_init(sm.k_full(s), 1);
+      mbar_init(sm.v_full(s), 1);
+      mbar_init(sm.k_empty(s), 4 * Cfg::kConsumers);
+      mbar_init(sm.v_empty(s), 4 * Cfg::kConsumers);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    release_registers<Cfg::kProducerRegs>();
+    if (threadIdx.x == 0 && n_blocks > 0) {
+      // Dense: coordinates (row, head, batch); nested: global rows, batch dimension 1.
+      const bool nested = p.cu_q != nullptr;
+      produce<Cfg>(params, sm, seq.q_row0 + m0, seq.k_row0, h, h / p.group, nested ? 0 : b,
+                   n_blocks);
+    }
+  } else {
+    claim_registers<Cfg::kConsumerRegs>();
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x / 32) & 3;
+    consume<Cfg, kDropout>(p, sm, seq, b, h, m0, n_blocks, warpgroup - 1, warp, lane);
+  }
+#endif
+}
+
+}  // namespace sm90
+}  // namespace fa

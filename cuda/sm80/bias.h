@@ -2,9 +2,9 @@
 // The bias may be float16, bfloat16 or float32 (a runtime property: one uniform switch per
 // tile), any strides with stride 0 on broadcast dimensions, and has no alignment guarantee.
 // Two ways in:
-//   staged  (16-byte aligned rows, shared memory to spare; the forward): the BM x BN tile
-//           is copied with cp.async next to K, one key tile ahead, into a swizzled tile of
-//           BN * size bytes per row, and read from shared memory after Q K^T;
+//   staged  (16-byte aligned rows, shared memory to spare): the BM x BN tile is copied with
+//           cp.async one tile ahead (forward: next to K; backward: next to Q and dO) into a
+//           swizzled tile of BN * size bytes per row, and read from shared memory after Q K^T;
 //   direct  (otherwise): each lane reads its elements from global memory after Q K^T, in
 //           pairs where the alignment allows (neighbouring lanes share 32-byte sectors).
 #pragma once
@@ -144,16 +144,20 @@ __device__ __forceinline__ void load_bias_tile_async(uint32_t dst, const BiasVie
 
 template <typename B, int BN, int MS, int NS>
 __device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uint32_t tile,
-                                                      int warp_row, float scale, int lane) {
+                                                      int warp_row, int warp_col, float scale,
+                                                      int lane) {
   const int g = lane >> 2, t = lane & 3;
   constexpr int kSize = int(sizeof(B));
   constexpr int kRowBytes = BN * kSize;
   // This lane's rows are warp_row + 16 si + 8 r + g, so their swizzle is always ^ g, and its
-  // columns 8 n + 2t sit at chunk (n * kSize / 2) + lane_chunk, byte `within`: the lane
-  // address carries the row g, lane_chunk ^ g and `within`; slabs add rows, n XORs chunks.
+  // columns warp_col + 8 n + 2t sit at chunk warp_chunk + (n * kSize / 2) + lane_chunk, byte
+  // `within`: the lane address carries the row g, (warp_chunk + lane_chunk) ^ g and
+  // `within`; slabs add rows, n XORs chunks (warp_col is a multiple of 8 NS, so the three
+  // chunk terms have disjoint bits and adding them is XOR-ing them).
   const int lane_chunk = (2 * t * kSize) >> 4, within = (2 * t * kSize) & 15;
-  const uint32_t lane_addr =
-      tile + uint32_t((warp_row + g) * kRowBytes + ((lane_chunk ^ g) << 4) + within);
+  const int warp_chunk = warp_col * kSize / 16;
+  const uint32_t lane_addr = tile + uint32_t((warp_row + g) * kRowBytes +
+                                             (((warp_chunk + lane_chunk) ^ g) << 4) + within);
 #pragma unroll
   for (int si = 0; si < MS; ++si)
 #pragma unroll
@@ -175,19 +179,21 @@ __device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uin
     }
 }
 
-// s = s * scale + bias for a warp tile whose rows start at `warp_row` of the staged tile.
+// s = s * scale + bias for a warp tile whose rows start at `warp_row` and columns at
+// `warp_col` (a multiple of 8 NS) of the staged tile.
 template <int BN, int MS, int NS>
 __device__ __forceinline__ void add_staged_bias(float (&s)[MS][NS][4], uint32_t tile, int dtype,
-                                                int warp_row, float scale, int lane) {
+                                                int warp_row, float scale, int lane,
+                                                int warp_col = 0) {
   switch (dtype) {
     case FA_FLOAT32:
-      add_staged_bias_typed<float, BN>(s, tile, warp_row, scale, lane);
+      add_staged_bias_typed<float, BN>(s, tile, warp_row, warp_col, scale, lane);
       break;
     case FA_BFLOAT16:
-      add_staged_bias_typed<__nv_bfloat16, BN>(s, tile, warp_row, scale, lane);
+      add_staged_bias_typed<__nv_bfloat16, BN>(s, tile, warp_row, warp_col, scale, lane);
       break;
     default:
-      add_staged_bias_typed<__half, BN>(s, tile, warp_row, scale, lane);
+      add_staged_bias_typed<__half, BN>(s, tile, warp_row, warp_col, scale, lane);
       break;
   }
 }

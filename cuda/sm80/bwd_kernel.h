@@ -55,9 +55,14 @@ struct BwdConfig {
   static constexpr int kScratchBytes = kWM_S * kBN * 4;  // dbias column sums
   static constexpr int kSmemBytes = 2 * KTile::kBytes + 2 * kStages * QTile::kBytes +
                                     2 * PTile::kBytes + kScratchBytes + 1024;
+  // A staged bias (bias.h) adds one BM x BN tile per Q/dO stage after the scratch, sized
+  // for fp32 whatever the dtype: a compile-time stride keeps the kernel's register count.
+  static constexpr int kBiasStageBytes = kBM * kBN * 4;
 };
 
-template <class Cfg>
+// kStagedBias (p.bias_staged) is a compile-time flag: the staging code costs the plain
+// kernel spills at the 255-register cap (measured 3-5% slower on the H100's plain rows).
+template <class Cfg, bool kStagedBias>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     bwd_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -86,6 +91,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const uint32_t sS = sP + PTile::kBytes;  // dS
   float* scratch = reinterpret_cast<float*>(smem_raw + (sS + PTile::kBytes - smem_u32(smem_raw)));
   constexpr uint32_t kStageBytes = 2 * QTile::kBytes;
+  const uint32_t sB0 = sS + PTile::kBytes + Cfg::kScratchBytes;  // staged bias, per stage
+  constexpr uint32_t bias_stage = Cfg::kBiasStageBytes;
 
   // Warp positions in the three products.
   const int wm_s = warp % Cfg::kWM_S, wn_s = warp / Cfg::kWM_S;
@@ -123,6 +130,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
                                           p.head_dim, tid);
     load_tile_async<BM, D, Cfg::kThreads>(dst + QTile::kBytes, p.dout.row<const T>(b, h, row),
                                           p.dout.sr, rows, p.head_dim, tid);
+    if constexpr (kStagedBias) {
+      load_bias_tile_async<BM, BN, Cfg::kThreads>(sB0 + (it % Cfg::kStages) * bias_stage, p.bias,
+                                                  b, h, m * BM, n0, rows, seq.sk, tid);
+    }
   };
   if (total > 0) load_q_do(0);
   cp_async_commit();
@@ -170,7 +181,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     gemm_ss<T, MS_S, NS_S, D / 16, QTile, AOperand::kRowMajor, KTile, BOperand::kNMajor>(
         acc_dp, q_lane_s + stage + QTile::kBytes, k_lane_s + KTile::kBytes);
 
-    if (p.has_bias) {
+    if constexpr (kStagedBias) {
+      add_staged_bias<BN>(acc_s, sB0 + (it % Cfg::kStages) * bias_stage, p.bias.dtype,
+                          wm_s * MS_S * 16, p.scale, lane, wn_s * NS_S * 8);
+    } else if (p.has_bias) {
       add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
     }
     if (tile_needs_mask(m0, n0, BM, BN, seq.sq, seq.sk, p.causal)) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/status.h"
+#include "sm80/bias.h"
 #include "sm80/bwd_dq_kernel.h"
 #include "sm80/bwd_kernel.h"
 #include "sm80/bwd_plan.h"
@@ -19,11 +20,20 @@ inline fa_status smem_unsupported(const KernelParams& p, int need, int have) {
 }
 
 template <class Cfg>
-fa_status launch_bwd_main(const KernelParams& p, const LaunchContext& ctx) {
-  const int smem = Cfg::kSmemBytes;
+fa_status launch_bwd_main(const KernelParams& params, const LaunchContext& ctx) {
+  KernelParams p = params;
+  int smem = Cfg::kSmemBytes;
   if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
-  auto kernel = bwd_kernel<Cfg>;
-  if (const fa_status s = ensure_smem<Cfg>(kernel, ctx.device, smem)) return s;
+  // Stage the bias through shared memory (one tile per Q/dO stage) where its rows are
+  // 16-byte aligned and the device has the room; otherwise it is read directly.
+  const int bias_tiles = Cfg::kStages * Cfg::kBiasStageBytes;
+  p.bias_staged = p.has_bias && p.bias.async16 && smem + bias_tiles <= ctx.max_smem_optin;
+  if (p.bias_staged) smem += bias_tiles;
+  struct StagedBias {};  // ensure_smem's key for the staged-bias kernel of this Cfg
+  auto kernel = p.bias_staged ? bwd_kernel<Cfg, true> : bwd_kernel<Cfg, false>;
+  const fa_status s = p.bias_staged ? ensure_smem<StagedBias>(kernel, ctx.device, smem)
+                                    : ensure_smem<Cfg>(kernel, ctx.device, smem);
+  if (s != FA_OK) return s;
   const dim3 grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
   if (empty_grid(grid)) return FA_OK;
   FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);

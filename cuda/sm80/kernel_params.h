@@ -59,7 +59,7 @@ struct KernelParams {
   float lse_scale = 1.0f;  // lse = max * lse_scale + log(sum)
   bool causal = false;
   bool has_bias = false;
-  bool bias_staged = false;  // forward: bias tiles go through shared memory (see bias.h)
+  bool bias_staged = false;  // bias tiles go through shared memory (see bias.h)
 
   bool has_dropout = false;
   uint32_t dropout_threshold = 0;  // keep iff draw >= threshold

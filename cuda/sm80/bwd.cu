@@ -17,6 +17,7 @@
 #include "sm80/bwd_aux_kernels.h"
 #include "sm80/bwd_plan.h"
 #include "sm80/launch.h"
+#include "sm90/sm90.h"
 
 namespace fa {
 namespace sm80 {
@@ -85,11 +86,16 @@ fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* wor
     FA_CUDA_CHECK(cudaGetLastError());
   }
 
-  // 4. main kernel; 5. dQ.
+  // 4. main kernel (Hopper: the sm90 kernel where it supports the case); 5. dQ.
   const int bucket = plan.head_dim_pad;
-  fa_status s = bucket == 64    ? launch_bwd_d64(p, bf16, ctx)
-                : bucket == 128 ? launch_bwd_d128(p, bf16, ctx)
-                                : launch_bwd_d256(p, bf16, ctx);
+  bool on_sm90 = false;
+  fa_status s = sm90::try_backward_main(p, bf16, ctx, &on_sm90);
+  if (s != FA_OK) return s;
+  if (!on_sm90) {
+    s = bucket == 64    ? launch_bwd_d64(p, bf16, ctx)
+        : bucket == 128 ? launch_bwd_d128(p, bf16, ctx)
+                        : launch_bwd_d256(p, bf16, ctx);
+  }
   if (s != FA_OK) return s;
   if (deterministic) {
     s = bucket == 64    ? launch_bwd_dq_d64(p, bf16, ctx)

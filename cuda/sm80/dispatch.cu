@@ -101,6 +101,7 @@ fa_status prepare(const AttentionParams& ap, DeviceGuard* guard, LaunchContext* 
   }
   ctx->device = ap.device;
   ctx->max_smem_optin = props.max_smem_optin;
+  ctx->compute_capability = props.major * 10 + props.minor;
   ctx->stream = static_cast<cudaStream_t>(ap.stream);
   return FA_OK;
 }
@@ -115,11 +116,8 @@ fa_status sm80_forward(const AttentionParams& ap) {
   const KernelParams p = make_params(ap);
   const bool bf16 = ap.dtype == FA_BFLOAT16;
   // Hopper: the wgmma/TMA kernels take the cases they support (sm90/dispatch.cu).
-  DeviceProps props;
-  if (const fa_status s = device_props(ap.device, &props)) return s;
   bool on_sm90 = false;
-  if (const fa_status s = sm90::try_forward(p, bf16, props.major, props.minor, ctx, &on_sm90))
-    return s;
+  if (const fa_status s = sm90::try_forward(p, bf16, ctx, &on_sm90)) return s;
   if (on_sm90) return FA_OK;
   if (p.head_dim <= 64) return sm80::launch_fwd_d64(p, bf16, ctx);
   if (p.head_dim <= 128) return sm80::launch_fwd_d128(p, bf16, ctx);

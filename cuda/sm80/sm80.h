@@ -22,6 +22,7 @@ namespace sm80 {
 struct LaunchContext {
   int device = 0;
   int max_smem_optin = 0;  // bytes per block
+  int compute_capability = 0;  // major * 10 + minor
   cudaStream_t stream = nullptr;
 };
 

@@ -1,7 +1,9 @@
 // dispatch.cu: which forward calls the sm90 kernels take, and the head-dim bucket.
 //
-// Taken: compute capability 9.0 (sm_90a code: H100, H200), no bias (it stays fused in
-// sm80's kernels), operands the TMA can address (tma.h), unless FLASHATTN_SM90=0.
+// Taken: compute capability 9.0 (sm_90a code: H100, H200), operands (and a bias) the TMA
+// can address (tma.h), unless FLASHATTN_SM90=0. Left to sm80: a dropout probability so
+// close to 1 that its threshold is 65536 (nothing kept; the sm90 kernels compare 16-bit
+// halves against a 16-bit threshold).
 // Buckets as in sm80: head_dim <= 64, <= 128, <= 256, smaller dims zero-padded.
 #include <cstdlib>
 #include <cstring>
@@ -10,24 +12,21 @@
 
 namespace fa {
 namespace sm90 {
-namespace {
 
-// FLASHATTN_SM90=0 forces sm80 (A/B timing, tests); read once.
-bool enabled_by_environment() {
+bool available(const sm80::LaunchContext& ctx) {
+  // FLASHATTN_SM90=0 forces sm80 (A/B timing, tests); read once.
   static const bool enabled = [] {
     const char* value = std::getenv("FLASHATTN_SM90");
     return value == nullptr || std::strcmp(value, "0") != 0;
   }();
-  return enabled;
+  return enabled && ctx.compute_capability == 90;
 }
 
-}  // namespace
-
-fa_status try_forward(const sm80::KernelParams& p, bool bf16, int cc_major, int cc_minor,
-                      const sm80::LaunchContext& ctx, bool* launched) {
+fa_status try_forward(const sm80::KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
+                      bool* launched) {
   *launched = false;
-  if (cc_major != 9 || cc_minor != 0 || !enabled_by_environment()) return FA_OK;
-  if (p.has_bias) return FA_OK;
+  if (!available(ctx)) return FA_OK;
+  if (p.has_dropout && p.dropout_threshold > 0xffffu) return FA_OK;
   // Every key sequence empty (nested): nothing for the TMA to describe; sm80 writes the
   // zeros and -inf.
   if (p.seqlen_k == 0 || (p.cu_k != nullptr && p.total_k == 0)) return FA_OK;

@@ -10,8 +10,12 @@ using FwdD64 = FwdConfig<T, 64, 128, 3, 2>;
 
 fa_status launch_fwd_d64(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
                          bool* launched) {
-  return bf16 ? launch_fwd<FwdD64<__nv_bfloat16>>(p, ctx, launched)
-              : launch_fwd<FwdD64<__half>>(p, ctx, launched);
+  if (p.has_bias) {  // the bias ring fits next to the K/V stages
+    return bf16 ? launch_fwd<FwdD64<__nv_bfloat16>, true>(p, ctx, launched)
+                : launch_fwd<FwdD64<__half>, true>(p, ctx, launched);
+  }
+  return bf16 ? launch_fwd<FwdD64<__nv_bfloat16>, false>(p, ctx, launched)
+              : launch_fwd<FwdD64<__half>, false>(p, ctx, launched);
 }
 
 }  // namespace sm90

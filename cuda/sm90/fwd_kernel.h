@@ -20,6 +20,11 @@
 //   - Epilogue: O / l through the warpgroup's own rows of the Q tile in shared memory,
 //     16-byte stores of the rows inside the sequence only (the TMA reads whole tiles, the
 //     stores must not spill into a neighbouring sequence of a nested batch); LSE as sm80.
+//   - Bias kernels (kBias): the producer also stages the BM x BN bias tile of each key tile
+//     (TMA, one key tile ahead like K) through a ring of its own (2 stages of a 16-bit
+//     bias, 1 of an fp32 one); the consumers add it to S right after Q K^T (fwd_scores.h).
+//   - Dropout kernels (kDropout) load K and V in the permuted key order of fwd_scores.h, so
+//     that each lane draws the Philox groups of its own scores.
 // Head dims below the bucket D are zero-filled by the TMA and masked on store.
 #pragma once
 
@@ -30,9 +35,18 @@
 #include "sm80/masking.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
+#include "sm90/fwd_scores.h"
 #include "sm90/ptx90.h"
 #include "sm90/softmax.h"
 #include "sm90/wgmma.h"
+
+// Dropout: each consumer lane draws its own keep mask after the softmax (0, the default),
+// or the producer warps draw the masks into a shared-memory ring that the consumers read
+// (1: correct, but measured 35% slower on H100: the producer warps, at 56 registers, run
+// their Philox chains with too little overlap to keep up; see README.md).
+#ifndef FA_SM90_PRODUCER_MASK
+#define FA_SM90_PRODUCER_MASK 0
+#endif
 
 // Kernel bodies exist only in the sm_90a device pass; the other passes get empty kernels
 // (never launched: dispatch routes only compute capability 9.0 here).
@@ -48,11 +62,20 @@ namespace sm90 {
 using sm80::KernelParams;
 using sm80::SeqInfo;
 
-// Kernel parameters: TMA descriptors of Q, K and V (dims: dim, row, head, batch) and sm80's
-// parameters, by value (__grid_constant__).
+// Kernel parameters: TMA descriptors of Q, K and V (dims: dim, row, head, batch) and of the
+// bias (key, row, head, batch), sm80's parameters, and what fwd_launch.h derives for the
+// bias and dropout kernels; by value (__grid_constant__).
 struct FwdParams {
-  CUtensorMap q, k, v;
+  CUtensorMap q, k, v, bias;
+  CUtensorMap k_halves, v_halves;  // dropout kernels: K and V as 64-key boxes (tma.h)
   KernelParams p;
+  int kv_rows = 0;              // rows of the K and V maps (Sk, or the packed total)
+  uint32_t threshold2 = 0;      // dropout: the keep threshold in both 16-bit halves
+  uint32_t bias_tile_bytes = 0;  // bias: bytes one tile's boxes bring (expect-tx)
+  int bias_boxes = 0;            // boxes per tile, 128 bytes of keys each
+  int bias_box_keys = 0;         // keys per box: 64 (16-bit) or 32 (fp32)
+  int bias_stage_shift = 0;      // log2 of the bias ring's stages: 1 (16-bit) or 0 (fp32)
+  int bias_row_step = 0, bias_head_step = 0, bias_batch_step = 0;  // 0 where broadcast
 };
 
 template <typename T_, int D_, int BN_, int STAGES_, int CONSUMERS_>
@@ -64,11 +87,15 @@ struct FwdConfig {
   static constexpr int kConsumers = CONSUMERS_;  // consumer warpgroups, 64 query rows each
   static constexpr int kBM = 64 * kConsumers;
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  // Register split after setmaxnreg: the producer keeps the minimum, the consumers share
-  // the rest of the 64K registers (multiples of 8, at most 240).
-  static constexpr int kProducerRegs = 24;
-  static constexpr int kRegsLeft = (65536 - 128 * kProducerRegs) / (128 * kConsumers) / 8 * 8;
-  static constexpr int kConsumerRegs = kRegsLeft < 240 ? kRegsLeft : 240;
+  // Register split after setmaxnreg: the producer keeps the minimum (more with dropout,
+  // where its warps draw the keep masks), the consumers share the rest of the 64K
+  // registers (multiples of 8, at most 240).
+  static constexpr int producer_regs(bool dropout) { return dropout ? 56 : 24; }
+  static constexpr int consumer_regs(bool dropout) {
+    return (65536 - 128 * producer_regs(dropout)) / (128 * kConsumers) / 8 * 8 < 240
+               ? (65536 - 128 * producer_regs(dropout)) / (128 * kConsumers) / 8 * 8
+               : 240;
+  }
 
   static constexpr int kNS = kBN / 8;   // n8 tiles of S per warp
   static constexpr int kDS = kD / 8;    // n8 tiles of O per warp
@@ -78,31 +105,80 @@ struct FwdConfig {
   static constexpr int kColBlocks = kD / 64;
   static constexpr int kQBytes = kBM * kD * 2;
   static constexpr int kTileBytes = kBN * kD * 2;  // one K or V stage
-  static constexpr int kBarriers = 1 + 4 * kStages;
-  static constexpr int kSmemBytes = 1024 /* alignment */ + kQBytes + 2 * kStages * kTileBytes +
-                                    8 * kBarriers;
+  // Bias ring (bias kernels): two BM x BN tiles of a 16-bit bias or one of an fp32 bias,
+  // each stored as boxes of 128 bytes of keys x BM rows.
+  static constexpr int kBiasRingBytes = 4 * kBM * kBN;
+  static constexpr int kBiasBoxBytes = kBM * 128;
+  // Keep-mask ring (dropout kernels): one bit per score of a tile, per consumer warpgroup
+  // a block of [warp][lane][kNS / 8 words]; as many stages (up to 4) as shared memory holds.
+  static constexpr int kMaskTileBytes = kBM * kBN / 8;
+  static constexpr int kMaskGroupBytes = kMaskTileBytes / kConsumers;
+  static constexpr int kMaxSmem = 232448;  // the opt-in limit of sm_90 (227 KB)
+  static constexpr int body_bytes(bool bias) {
+    return kQBytes + 2 * kStages * kTileBytes + (bias ? kBiasRingBytes : 0);
+  }
+  static constexpr int mask_stages(bool bias) {
+    return (kMaxSmem - 1024 - body_bytes(bias)) / kMaskTileBytes < 4
+               ? (kMaxSmem - 1024 - body_bytes(bias)) / kMaskTileBytes
+               : 4;
+  }
+  // Barriers: q_full, per K/V stage 4, per bias stage (2) 2, per warpgroup and mask stage
+  // (up to 4) 2.
+  static constexpr int kBarriers = 1 + 4 * kStages + 4 + 8 * kConsumers;
+  static constexpr int kBarrierBytes = 8 * kBarriers;
+  static_assert(kBarrierBytes <= 512, "the barriers fit the larger of pad and tail");
+  // The tiles start at the first 1 KB boundary (swizzle atoms) of the dynamic shared
+  // memory, whose start is only 16-byte aligned: 1 KB more than the tiles, split into a
+  // pad before them and a tail after them, the larger of which holds the barriers.
+  static constexpr int smem_bytes(bool bias, bool dropout) {
+    return 1024 + body_bytes(bias) + (dropout ? mask_stages(bias) * kMaskTileBytes : 0);
+  }
 };
 
-// Where everything lives in shared memory: Q | K stages | V stages | mbarriers.
-// Barriers: q_full; per stage k_full, v_full (one TMA arrival + bytes), k_empty, v_empty
-// (one arrival per consumer warp).
-template <class Cfg>
+// Where everything lives in shared memory: Q | K stages | V stages | bias ring | mask ring,
+// from the first 1 KB boundary on; the mbarriers in the pad before that boundary or in the
+// tail after the tiles (Cfg::smem_bytes). Barriers: q_full; per stage k_full, v_full (one
+// TMA arrival + bytes), k_empty, v_empty (one arrival per consumer warp); per bias stage
+// (2) b_full, b_empty likewise; per consumer warpgroup and mask stage m_full (one arrival
+// per producer warp drawing for it), m_empty (one per consumer warp of the group).
+template <class Cfg, bool kBias, bool kDropout>
 struct FwdSmem {
-  uint32_t q, k0, v0, bars;
+  static constexpr int kMaskStages = kDropout ? Cfg::mask_stages(kBias) : 1;
+  uint32_t q, k0, v0, b0, m0, bars;
 
-  __device__ explicit FwdSmem(uint32_t base)
-      : q(base),
-        k0(base + Cfg::kQBytes),
-        v0(k0 + Cfg::kStages * Cfg::kTileBytes),
-        bars(v0 + Cfg::kStages * Cfg::kTileBytes) {}
+  __device__ explicit FwdSmem(uint32_t raw) {
+    q = (raw + 1023u) & ~1023u;
+    k0 = q + Cfg::kQBytes;
+    v0 = k0 + Cfg::kStages * Cfg::kTileBytes;
+    b0 = v0 + Cfg::kStages * Cfg::kTileBytes;
+    m0 = b0 + (kBias ? Cfg::kBiasRingBytes : 0);
+    const uint32_t end = m0 + (kDropout ? kMaskStages * Cfg::kMaskTileBytes : 0);
+    bars = q - raw >= uint32_t(Cfg::kBarrierBytes) ? raw : end;
+  }
 
   __device__ uint32_t k(int s) const { return k0 + s * Cfg::kTileBytes; }
   __device__ uint32_t v(int s) const { return v0 + s * Cfg::kTileBytes; }
+  // Bias stage s of a ring of 2^shift stages.
+  __device__ uint32_t bias(int s, int shift) const {
+    return b0 + uint32_t(s) * uint32_t(Cfg::kBiasRingBytes >> shift);
+  }
+  // Keep bits of consumer warpgroup c in mask stage s.
+  __device__ uint32_t mask(int c, int s) const {
+    return m0 + uint32_t(s * Cfg::kMaskTileBytes + c * Cfg::kMaskGroupBytes);
+  }
   __device__ uint32_t q_full() const { return bars; }
   __device__ uint32_t k_full(int s) const { return bars + 8 * (1 + s); }
   __device__ uint32_t v_full(int s) const { return bars + 8 * (1 + Cfg::kStages + s); }
   __device__ uint32_t k_empty(int s) const { return bars + 8 * (1 + 2 * Cfg::kStages + s); }
   __device__ uint32_t v_empty(int s) const { return bars + 8 * (1 + 3 * Cfg::kStages + s); }
+  __device__ uint32_t b_full(int s) const { return bars + 8 * (1 + 4 * Cfg::kStages + s); }
+  __device__ uint32_t b_empty(int s) const { return bars + 8 * (3 + 4 * Cfg::kStages + s); }
+  __device__ uint32_t m_full(int c, int s) const {
+    return bars + 8 * (5 + 4 * Cfg::kStages + 4 * c + s);
+  }
+  __device__ uint32_t m_empty(int c, int s) const {
+    return bars + 8 * (5 + 4 * Cfg::kStages + 4 * (Cfg::kConsumers + c) + s);
+  }
 
   // Byte offset of 16-byte chunk `chunk` of row `row` in the swizzled Q tile.
   __device__ uint32_t q_chunk(int row, int chunk) const {
@@ -120,6 +196,23 @@ struct RingSlot {
   __device__ explicit RingSlot(int i) : stage(i % Cfg::kStages), parity((i / Cfg::kStages) & 1) {}
 };
 
+// The mask ring's slot of visited tile i.
+template <int kMaskStages>
+struct MaskSlot {
+  int stage;
+  uint32_t parity;
+  __device__ explicit MaskSlot(int i)
+      : stage(i % kMaskStages), parity(uint32_t(i / kMaskStages) & 1u) {}
+};
+
+// The bias ring's slot of visited tile i, with 2^shift stages (a run-time count).
+struct BiasSlot {
+  int stage;
+  uint32_t parity;
+  __device__ BiasSlot(int i, int shift)
+      : stage(i & ((1 << shift) - 1)), parity(uint32_t(i >> shift) & 1u) {}
+};
+
 // One tile of `rows` rows x the bucket's head dim: one TMA box per 64-column block.
 template <class Cfg, int kRows>
 __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap* map, uint32_t bar,
@@ -130,47 +223,162 @@ __device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap* map, 
   }
 }
 
-// The producer thread: Q, then K_0, then (K_{i+1}, V_i) pairs, the order the consumers
-// need them in. Tile i is key block n_blocks - 1 - i.
-template <class Cfg>
-__device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg>& sm, int q_row,
-                                        int k_row0, int h, int hk, int batch, int n_blocks) {
-  constexpr int BM = Cfg::kBM, BN = Cfg::kBN;
-  prefetch_tensor_map(&P.q);
-  prefetch_tensor_map(&P.k);
-  prefetch_tensor_map(&P.v);
-  mbar_arrive_expect_tx(sm.q_full(), Cfg::kQBytes);
-  load_tile<Cfg, BM>(sm.q, &P.q, sm.q_full(), q_row, h, batch);
+// One box of a 5-d tensor map (the permuted K/V view of tma.h), as tma_load_4d.
+__device__ __forceinline__ void tma_load_5d(uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                                            int c0, int c1, int c2, int c3, int c4) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4),
+      "r"(bar)
+      : "memory");
+}
 
-  auto load_kv = [&](int i, const CUtensorMap* map, uint32_t tile, uint32_t full,
-                     uint32_t empty) {
+// A K or V tile of BN keys from row `row` on (rows < `rows`, the map's length). Permuted
+// (fwd_scores.h): 8-row group n of each column block holds keys (n % 8) + 64 (n / 8) + 8i,
+// i = 0..7. Tiles inside the tensor load as one box per 64 keys (the 5-d view `halves`),
+// the one that reaches past its end as one box per 8-row group (`groups`, element stride
+// 8), which the TMA zero-fills past the end.
+template <class Cfg, bool kPermuted>
+__device__ __forceinline__ void load_kv_tile(uint32_t dst, const CUtensorMap* map,
+                                             const CUtensorMap* halves, uint32_t bar, int row,
+                                             int rows, int head, int batch) {
+  if constexpr (!kPermuted) {
+    load_tile<Cfg, Cfg::kBN>(dst, map, bar, row, head, batch);
+  } else if (row + Cfg::kBN <= rows) {
+#pragma unroll
+    for (int cb = 0; cb < Cfg::kColBlocks; ++cb)
+#pragma unroll
+      for (int h = 0; h < Cfg::kBN / 64; ++h) {
+        const int first = row + 64 * h;
+        tma_load_5d(dst + cb * Cfg::kBN * 128 + h * 8192, halves, bar, cb * 64, first >> 3,
+                    first & 7, head, batch);
+      }
+  } else {
+#pragma unroll
+    for (int cb = 0; cb < Cfg::kColBlocks; ++cb)
+#pragma unroll
+      for (int n = 0; n < Cfg::kBN / 8; ++n)
+        tma_load_4d(dst + cb * Cfg::kBN * 128 + n * 1024, map, bar, cb * 64,
+                    row + (n & 7) + 64 * (n >> 3), head, batch);
+  }
+}
+
+// The producer: one thread issues the TMA loads: Q, then K_0 (and bias tile 0), then
+// (K_{i+1}, bias_{i+1}, V_i) per tile, the order the consumers need them in (and release
+// them in). Tile i is key block n_blocks - 1 - i. A one-stage bias ring loads bias_{i+1}
+// after V_i: it waits for the consumers to finish bias_i, which must not hold V_i back.
+// Dropout kernels: every producer thread runs the loop and draws the keep mask of tile i
+// (draw_mask) before the TMA thread issues that step's loads; `tma` marks the TMA thread.
+template <class Cfg, bool kBias, bool kDropout, class DrawMask>
+__device__ __forceinline__ void produce(const FwdParams& P,
+                                        const FwdSmem<Cfg, kBias, kDropout>& sm, bool tma,
+                                        int q_row, int k_row0, int h, int hk, int batch,
+                                        int n_blocks, int bias_row, int bias_head,
+                                        int bias_batch, DrawMask&& draw_mask) {
+  constexpr bool kPermuted = kDropout;
+  constexpr int BM = Cfg::kBM, BN = Cfg::kBN;
+  auto load_kv = [&](int i, const CUtensorMap* map, const CUtensorMap* halves, uint32_t tile,
+                     uint32_t full, uint32_t empty) {
     const RingSlot<Cfg> slot(i);
     if (i >= Cfg::kStages) mbar_wait(empty, slot.parity ^ 1);  // consumers done with i - S
     mbar_arrive_expect_tx(full, Cfg::kTileBytes);
-    load_tile<Cfg, BN>(tile, map, full, k_row0 + (n_blocks - 1 - i) * BN, hk, batch);
+    load_kv_tile<Cfg, kPermuted>(tile, map, halves, full, k_row0 + (n_blocks - 1 - i) * BN,
+                                 P.kv_rows, hk, batch);
   };
   auto load_k = [&](int i) {
     const int s = i % Cfg::kStages;
-    load_kv(i, &P.k, sm.k(s), sm.k_full(s), sm.k_empty(s));
+    load_kv(i, &P.k, &P.k_halves, sm.k(s), sm.k_full(s), sm.k_empty(s));
   };
   auto load_v = [&](int i) {
     const int s = i % Cfg::kStages;
-    load_kv(i, &P.v, sm.v(s), sm.v_full(s), sm.v_empty(s));
+    load_kv(i, &P.v, &P.v_halves, sm.v(s), sm.v_full(s), sm.v_empty(s));
+  };
+  const int shift = kBias ? P.bias_stage_shift : 0;
+  auto load_bias = [&](int i) {
+    if constexpr (kBias) {
+      const BiasSlot slot(i, shift);
+      if (i >= (1 << shift)) mbar_wait(sm.b_empty(slot.stage), slot.parity ^ 1u);
+      mbar_arrive_expect_tx(sm.b_full(slot.stage), P.bias_tile_bytes);
+      const int col0 = (n_blocks - 1 - i) * BN;
+      const uint32_t dst = sm.bias(slot.stage, shift);
+      for (int c = 0; c < P.bias_boxes; ++c) {
+        tma_load_4d(dst + c * Cfg::kBiasBoxBytes, &P.bias, sm.b_full(slot.stage),
+                    col0 + c * P.bias_box_keys, bias_row, bias_head, bias_batch);
+      }
+    }
   };
 
-  load_k(0);
-  for (int i = 0; i < n_blocks; ++i) {
-    if (i + 1 < n_blocks) load_k(i + 1);
-    load_v(i);
+  if (tma) {
+    prefetch_tensor_map(&P.q);
+    prefetch_tensor_map(&P.k);
+    prefetch_tensor_map(&P.v);
+    if constexpr (kBias) prefetch_tensor_map(&P.bias);
+    if constexpr (kPermuted) {
+      prefetch_tensor_map(&P.k_halves);
+      prefetch_tensor_map(&P.v_halves);
+    }
+    mbar_arrive_expect_tx(sm.q_full(), Cfg::kQBytes);
+    load_tile<Cfg, BM>(sm.q, &P.q, sm.q_full(), q_row, h, batch);
+    load_k(0);
+    load_bias(0);
   }
+  for (int i = 0; i < n_blocks; ++i) {
+    draw_mask(i);
+    if (tma) {
+      if (i + 1 < n_blocks) {
+        load_k(i + 1);
+        if (shift > 0) load_bias(i + 1);
+      }
+      load_v(i);
+      if (kBias && shift == 0 && i + 1 < n_blocks) load_bias(i + 1);
+    }
+  }
+}
+
+// Dropout kernels: producer warp `pw` draws, for visited tile i, the keep bits of consumer
+// warpgroup pw / 2, warps 2 (pw % 2) and + 1, lane `lane` each (fwd_scores.h), into the
+// group's mask stage, once the group has read that stage's previous tile.
+template <class Cfg, bool kBias>
+__device__ __forceinline__ void draw_mask_tile(const FwdParams& P,
+                                               const FwdSmem<Cfg, kBias, true>& sm, int i,
+                                               int n_blocks, int m0, uint32_t batch_head,
+                                               int pw, int lane) {
+  static_assert(Cfg::kConsumers == 2, "two producer warps per consumer warpgroup");
+  constexpr int NS = Cfg::kNS, kWords = NS / 8;
+  constexpr int kStages = FwdSmem<Cfg, kBias, true>::kMaskStages;
+  const KernelParams& p = P.p;
+  const int c = pw >> 1;
+  const MaskSlot<kStages> slot(i);
+  if (i >= kStages) mbar_wait(sm.m_empty(c, slot.stage), slot.parity ^ 1u);
+  const int col0 = (n_blocks - 1 - i) * Cfg::kBN;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int warp = 2 * (pw & 1) + k;  // consumer warp within the group
+    uint32_t bits[kWords];
+    keep_bits_permuted<NS>(bits, p.seed, p.offset, batch_head, P.threshold2,
+                           m0 + c * 64 + warp * 16, col0, lane);
+    const uint32_t dst = sm.mask(c, slot.stage) + uint32_t((warp * 32 + lane) * kWords * 4);
+    if constexpr (kWords == 2) {
+      asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(dst), "r"(bits[0]), "r"(bits[1])
+                   : "memory");
+    } else {
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst), "r"(bits[0]) : "memory");
+    }
+  }
+  __syncwarp();
+  if (lane == 0) mbar_arrive(sm.m_full(c, slot.stage));
 }
 
 // A consumer warpgroup: attention of its 64 query rows over all key tiles, then the
 // epilogue. `cw` is the consumer index (0 or 1), `warp` the warp within the group.
-template <class Cfg, bool kDropout>
-__device__ __forceinline__ void consume(const KernelParams& p, const FwdSmem<Cfg>& sm,
+template <class Cfg, bool kDropout, bool kBias>
+__device__ __forceinline__ void consume(const FwdParams& P,
+                                        const FwdSmem<Cfg, kBias, kDropout>& sm,
                                         const SeqInfo& seq, int b, int h, int m0, int n_blocks,
                                         int cw, int warp, int lane) {
+  constexpr bool kPermuted = kDropout;  // the key order of K and V (fwd_scores.h)
+  const KernelParams& p = P.p;
   using T = typename Cfg::T;
   constexpr int BM = Cfg::kBM, BN = Cfg::kBN, D = Cfg::kD;
   constexpr int NS = Cfg::kNS, DS = Cfg::kDS, PK = Cfg::kPK;
@@ -183,14 +391,13 @@ __device__ __forceinline__ void consume(const KernelParams& p, const FwdSmem<Cfg
   float o[1][DS][4];  // sm80 warp-tile shapes (one 16-row slab), for the sm80 helpers
   sm80::zero(o);
   DeferredSoftmax softmax;
-  const sm80::DropoutRng rng{p.seed, p.offset, uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h),
-                             p.dropout_threshold};
+  const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
 
   if (n_blocks > 0) {
     const uint64_t q_desc = k_major_descriptor(sm.q + group_row * 128);
     float s[1][NS][4];    // S, then P in fp32
     uint32_t pa[PK][4];   // P as A fragments, one per k16 step of P V
-    float correction[2];  // of the latest softmax, applied to O before the next P V
+    float correction[2] = {1.0f, 1.0f};  // of the latest softmax, for O before the next P V
 
     // S = Q K^T of the tile in `stage` (issued and committed, not waited for).
     auto issue_scores = [&](int stage) {
@@ -214,17 +421,48 @@ __device__ __forceinline__ void consume(const KernelParams& p, const FwdSmem<Cfg
       }
       wgmma_commit();
     };
-    // Mask, softmax and dropout of visited tile i (P stays in s until packed).
+    // Every warp's products are complete: the warp's arrival frees the stage.
+    auto release = [&](uint32_t empty) {
+      __syncwarp();
+      if (lane == 0) mbar_arrive(empty);
+    };
+    // Bias, mask, softmax and dropout of visited tile i (P stays in s until packed).
     auto softmax_tile = [&](int i) {
       const int col0 = (n_blocks - 1 - i) * BN;
+      if constexpr (kBias) {
+        const int shift = P.bias_stage_shift;
+        const BiasSlot slot(i, shift);
+        mbar_wait(sm.b_full(slot.stage), slot.parity);
+        add_staged_bias<kPermuted, BM>(s[0], p.bias.dtype, sm.bias(slot.stage, shift),
+                                       tile_row, P.bias_row_step, p.scale, lane);
+        release(sm.b_empty(slot.stage));
+      }
       if (sm80::tile_needs_mask(m0 + group_row, col0, 64, BN, seq.sq, seq.sk, p.causal)) {
-        sm80::mask_scores(s, row0, col0, seq.sq, seq.sk, p.causal, lane);
+        mask_tile<kPermuted>(s[0], row0, col0, seq.sq, seq.sk, p.causal, lane);
+      }
+      // Dropout, producer-drawn: this lane's keep bits, read (and the stage handed back)
+      // before the softmax, applied after it.
+      [[maybe_unused]] uint32_t keep[NS / 8];
+      if constexpr (kDropout && FA_SM90_PRODUCER_MASK) {
+        const MaskSlot<FwdSmem<Cfg, kBias, kDropout>::kMaskStages> slot(i);
+        mbar_wait(sm.m_full(cw, slot.stage), slot.parity);
+        const uint32_t src = sm.mask(cw, slot.stage) + uint32_t((warp * 32 + lane) * NS / 2);
+        if constexpr (NS / 8 == 2) {
+          const uint2 v = lds64(src);
+          keep[0] = v.x;
+          keep[NS / 8 - 1] = v.y;
+        } else {
+          keep[0] = sm80::lds32(src);
+        }
+        release(sm.m_empty(cw, slot.stage));
       }
       softmax.update(s[0], p.softmax_scale_log2, correction);
       if constexpr (kDropout) {
-        sm80::dropout_for_each<1, NS>(rng, row0, col0, lane, [&](int, int n, int e, bool kept) {
-          if (!kept) s[0][n][e] = 0.0f;
-        });
+        if constexpr (FA_SM90_PRODUCER_MASK) {
+          apply_keep_bits(s[0], keep);
+        } else {
+          dropout_permuted(s[0], p.seed, p.offset, batch_head, P.threshold2, row0, col0, lane);
+        }
       }
     };
     // Waits for the last P V (so O and pa are free) and packs P into pa.
@@ -241,20 +479,17 @@ __device__ __forceinline__ void consume(const KernelParams& p, const FwdSmem<Cfg
     auto clear_foreign_v_rows = [&](int valid, int thread) {
       if (valid >= BN) return;  // uniform over the block
       mbar_wait(sm.v_full(0), 0);
-      const int chunks = Cfg::kColBlocks * (BN - valid) * 8;  // 16-byte chunks to clear
-      for (int c = thread; c < chunks; c += 128 * Cfg::kConsumers) {
-        const int block = c / ((BN - valid) * 8), rest = c % ((BN - valid) * 8);
+      constexpr int kChunks = Cfg::kColBlocks * BN * 8;  // 16-byte chunks of the tile
+      for (int c = thread; c < kChunks; c += 128 * Cfg::kConsumers) {
+        const int block = c / (BN * 8), slot = (c / 8) % BN;
         // Whole 128-byte rows: the swizzle only permutes chunks inside a row.
-        sm80::sts128(sm.v(0) + (block * BN + valid + rest / 8) * 128 + (rest % 8) * 16,
-                     make_uint4(0, 0, 0, 0));
+        if (slot_key<kPermuted>(slot) >= valid) {
+          sm80::sts128(sm.v(0) + (block * BN + slot) * 128 + (c % 8) * 16,
+                       make_uint4(0, 0, 0, 0));
+        }
       }
       fence_proxy_async_shared();
       named_barrier_sync(kClearBarrier, 128 * Cfg::kConsumers);
-    };
-    // Every warp's products are complete: the warp's arrival frees the stage.
-    auto release = [&](uint32_t empty) {
-      __syncwarp();
-      if (lane == 0) mbar_arrive(empty);
     };
 
     mbar_wait(sm.q_full(), 0);
@@ -334,9 +569,9 @@ __device__ __forceinline__ void consume(const KernelParams& p, const FwdSmem<Cfg
   }
 }
 
-// kDropout is the one compile-time feature flag (as in sm80): without it the kernel carries
-// no Philox code.
-template <class Cfg, bool kDropout>
+// Compile-time features: dropout (without it the kernel carries no Philox code and loads K
+// and V in key order) and the staged bias.
+template <class Cfg, bool kDropout, bool kBias>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams params) {
 #if FA_SM90_DEVICE_PASS
@@ -352,7 +587,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const int n_blocks = key_end > 0 ? int((key_end + Cfg::kBN - 1) / Cfg::kBN) : 0;
 
   extern __shared__ uint8_t smem_raw[];
-  const FwdSmem<Cfg> sm((sm80::smem_u32(smem_raw) + 1023u) & ~1023u);  // swizzle atoms: 1 KB
+  const FwdSmem<Cfg, kBias, kDropout> sm(sm80::smem_u32(smem_raw));
+  constexpr bool kProducerMask = kDropout && FA_SM90_PRODUCER_MASK;
   if (threadIdx.x == 0) {
     mbar_init(sm.q_full(), 1);
     for (int s = 0; s < Cfg::kStages; ++s) {
@@ -361,23 +597,46 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       mbar_init(sm.k_empty(s), 4 * Cfg::kConsumers);
       mbar_init(sm.v_empty(s), 4 * Cfg::kConsumers);
     }
+    if constexpr (kBias) {
+      for (int s = 0; s < 2; ++s) {
+        mbar_init(sm.b_full(s), 1);
+        mbar_init(sm.b_empty(s), 4 * Cfg::kConsumers);
+      }
+    }
+    if constexpr (kProducerMask) {
+      for (int c = 0; c < Cfg::kConsumers; ++c)
+        for (int s = 0; s < FwdSmem<Cfg, kBias, kDropout>::kMaskStages; ++s) {
+          mbar_init(sm.m_full(c, s), 4 / Cfg::kConsumers);
+          mbar_init(sm.m_empty(c, s), 4);
+        }
+    }
     fence_barrier_init();
   }
   __syncthreads();
 
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
-    release_registers<Cfg::kProducerRegs>();
-    if (threadIdx.x == 0 && n_blocks > 0) {
+    release_registers<Cfg::producer_regs(kProducerMask)>();
+    if (n_blocks > 0 && (kProducerMask || threadIdx.x == 0)) {
       // Dense: coordinates (row, head, batch); nested: global rows, batch dimension 1.
+      // The bias has local rows and the batch dimension in both cases.
       const bool nested = p.cu_q != nullptr;
-      produce<Cfg>(params, sm, seq.q_row0 + m0, seq.k_row0, h, h / p.group, nested ? 0 : b,
-                   n_blocks);
+      const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
+      const int pw = threadIdx.x / 32, lane = threadIdx.x & 31;
+      produce<Cfg, kBias, kDropout>(
+          params, sm, threadIdx.x == 0, seq.q_row0 + m0, seq.k_row0, h, h / p.group,
+          nested ? 0 : b, n_blocks, m0 * params.bias_row_step, h * params.bias_head_step,
+          b * params.bias_batch_step, [&](int i) {
+            if constexpr (kProducerMask) {
+              draw_mask_tile<Cfg, kBias>(params, sm, i, n_blocks, m0, batch_head, pw, lane);
+            }
+          });
     }
   } else {
-    claim_registers<Cfg::kConsumerRegs>();
+    claim_registers<Cfg::consumer_regs(kProducerMask)>();
     const int lane = threadIdx.x & 31, warp = (threadIdx.x / 32) & 3;
-    consume<Cfg, kDropout>(p, sm, seq, b, h, m0, n_blocks, warpgroup - 1, warp, lane);
+    consume<Cfg, kDropout, kBias>(params, sm, seq, b, h, m0, n_blocks, warpgroup - 1, warp,
+                                  lane);
   }
 #endif
 }

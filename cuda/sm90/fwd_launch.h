@@ -10,12 +10,18 @@
 namespace fa {
 namespace sm90 {
 
+// Keys one bias box brings (128 bytes of them).
+inline int bias_box_keys(int dtype) { return dtype == FA_FLOAT32 ? 32 : 64; }
+
 // *launched is false (and the status FA_OK) where this configuration cannot run the case:
-// too little shared memory, or operands the TMA cannot address.
-template <class Cfg>
+// too little shared memory, or operands the TMA cannot address. kBias must be p.has_bias
+// (the caller picks the configuration by it).
+template <class Cfg, bool kBias>
 fa_status launch_fwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool* launched) {
   *launched = false;
-  if (Cfg::kSmemBytes > ctx.max_smem_optin) return FA_OK;
+  const int smem_bytes =
+      p.has_dropout ? Cfg::smem_bytes(kBias, true) : Cfg::smem_bytes(kBias, false);
+  if (smem_bytes > ctx.max_smem_optin) return FA_OK;
   const bool bf16 = std::is_same_v<typename Cfg::T, __nv_bfloat16>;
   const bool nested = p.cu_q != nullptr;
   const int64_t batch = nested ? 1 : p.batch;
@@ -27,24 +33,60 @@ fa_status launch_fwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool
   if (const fa_status s = encode_tensor_map(&params.q, p.q, bf16, p.head_dim, rows_q, p.heads_q,
                                             batch, Cfg::kBM, &q_ok))
     return s;
-  if (const fa_status s = encode_tensor_map(&params.k, p.k, bf16, p.head_dim, rows_k,
-                                            p.heads_kv, batch, Cfg::kBN, &k_ok))
-    return s;
-  if (const fa_status s = encode_tensor_map(&params.v, p.v, bf16, p.head_dim, rows_k,
-                                            p.heads_kv, batch, Cfg::kBN, &v_ok))
-    return s;
+  // Dropout kernels load K and V in the permuted key order (fwd_scores.h).
+  if (p.has_dropout) {
+    if (const fa_status s = encode_permuted_maps(&params.k, &params.k_halves, p.k, bf16,
+                                                 p.head_dim, rows_k, p.heads_kv, batch, &k_ok))
+      return s;
+    if (const fa_status s = encode_permuted_maps(&params.v, &params.v_halves, p.v, bf16,
+                                                 p.head_dim, rows_k, p.heads_kv, batch, &v_ok))
+      return s;
+  } else {
+    if (const fa_status s = encode_tensor_map(&params.k, p.k, bf16, p.head_dim, rows_k,
+                                              p.heads_kv, batch, Cfg::kBN, &k_ok))
+      return s;
+    if (const fa_status s = encode_tensor_map(&params.v, p.v, bf16, p.head_dim, rows_k,
+                                              p.heads_kv, batch, Cfg::kBN, &v_ok))
+      return s;
+  }
   if (!q_ok || !k_ok || !v_ok) return FA_OK;
+  params.kv_rows = int(rows_k);
+  if (p.has_dropout) {
+    params.threshold2 = p.dropout_threshold | (p.dropout_threshold << 16);
+  }
+  if constexpr (kBias) {
+    // Bias [B, Hq, Sq, Sk] with local rows (nested: the maxima), broadcast dims as size 1.
+    const BiasBroadcast bc = bias_broadcast(p.bias, p.seqlen_q, p.heads_q, p.batch);
+    bool bias_ok = false;
+    if (const fa_status s = encode_bias_map(&params.bias, p.bias, p.seqlen_k,
+                                            bc.row ? 1 : p.seqlen_q, bc.head ? 1 : p.heads_q,
+                                            bc.batch ? 1 : p.batch, Cfg::kBM, &bias_ok))
+      return s;
+    if (!bias_ok) return FA_OK;
+    const int esize = p.bias.dtype == FA_FLOAT32 ? 4 : 2;
+    params.bias_box_keys = bias_box_keys(p.bias.dtype);
+    params.bias_boxes = Cfg::kBN / params.bias_box_keys;
+    params.bias_tile_bytes = uint32_t((bc.row ? 1 : Cfg::kBM) * Cfg::kBN * esize);
+    params.bias_stage_shift = esize == 2 ? 1 : 0;
+    params.bias_row_step = bc.row ? 0 : 1;
+    params.bias_head_step = bc.head ? 0 : 1;
+    params.bias_batch_step = bc.batch ? 0 : 1;
+  }
 
+  const auto kernel =
+      p.has_dropout ? fwd_kernel<Cfg, true, kBias> : fwd_kernel<Cfg, false, kBias>;
+  // ensure_smem's cache is keyed by type: one local type per kernel (this function is
+  // instantiated per configuration and bias flag).
   struct WithDropout {};
-  const auto kernel = p.has_dropout ? fwd_kernel<Cfg, true> : fwd_kernel<Cfg, false>;
+  struct WithoutDropout {};
   const fa_status s = p.has_dropout
-                          ? sm80::ensure_smem<WithDropout>(kernel, ctx.device, Cfg::kSmemBytes)
-                          : sm80::ensure_smem<Cfg>(kernel, ctx.device, Cfg::kSmemBytes);
+                          ? sm80::ensure_smem<WithDropout>(kernel, ctx.device, smem_bytes)
+                          : sm80::ensure_smem<WithoutDropout>(kernel, ctx.device, smem_bytes);
   if (s != FA_OK) return s;
   *launched = true;
   const dim3 grid(sm80::ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
   if (sm80::empty_grid(grid)) return FA_OK;
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, ctx.stream>>>(params);
+  kernel<<<grid, Cfg::kThreads, smem_bytes, ctx.stream>>>(params);
   FA_CUDA_CHECK(cudaGetLastError());
   return FA_OK;
 }

@@ -126,5 +126,15 @@ __device__ __forceinline__ void pin(float (&x)[N][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(x[i][e])::"memory");
 }
 
+// ---------------------------------------------------------------------------------------
+// Backward additions (bwd_kernel.h).
+
+// Announces `bytes` of TMA data for the current phase without arriving (the arrivals come
+// separately, e.g. from threads that also stored into the stage with ordinary stores).
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+
 }  // namespace sm90
 }  // namespace fa

@@ -14,29 +14,49 @@
 namespace fa {
 namespace sm90 {
 
+#ifndef FA_SM90_SOFTMAX_CHAINS
+#define FA_SM90_SOFTMAX_CHAINS 4
+#endif
+
 struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
+  static constexpr int kChains = FA_SM90_SOFTMAX_CHAINS;
+
   // Folds score tile x in: updates max and sum, overwrites x with the unnormalized
   // probabilities and sets the factor earlier output rows must be multiplied by.
   template <int NS>
   __device__ __forceinline__ void update(float (&x)[NS][4], float scale_log2,
                                          float (&correction)[2]) {
+    static_assert(NS % kChains == 0, "whole chains");
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
+      // Max and sum as kChains independent chains (then combined), not one chain of 2 NS
+      // dependent operations: this is the softmax's critical path.
+      constexpr int C = kChains;
+      float mp[C];
+#pragma unroll
+      for (int k = 0; k < C; ++k) mp[k] = fmaxf(x[k][2 * r], x[k][2 * r + 1]);
+#pragma unroll
+      for (int n = C; n < NS; ++n) mp[n % C] = fmaxf(mp[n % C], fmaxf(x[n][2 * r], x[n][2 * r + 1]));
       float m = row_max[0][r];
 #pragma unroll
-      for (int n = 0; n < NS; ++n) m = fmaxf(m, fmaxf(x[n][2 * r], x[n][2 * r + 1]));
+      for (int k = 0; k < C; ++k) m = fmaxf(m, mp[k]);
       m = sm80::quad_max(m);
       // A row with nothing visible yet keeps max = -inf: use 0 so exp2 gives 0, not NaN.
       const float m_scaled = m == -INFINITY ? 0.0f : m * scale_log2;
-      float sum = 0.0f;
+      float sp[C];
+#pragma unroll
+      for (int k = 0; k < C; ++k) sp[k] = 0.0f;
 #pragma unroll
       for (int n = 0; n < NS; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& v = x[n][2 * r + e];
           v = sm80::ex2(fmaf(v, scale_log2, -m_scaled));
-          sum += v;
+          sp[n % C] += v;
         }
+      float sum = sp[0];
+#pragma unroll
+      for (int k = 1; k < C; ++k) sum += sp[k];
       correction[r] = sm80::ex2(fmaf(row_max[0][r], scale_log2, -m_scaled));
       row_sum[0][r] = fmaf(row_sum[0][r], correction[r], sum);
       row_max[0][r] = m;

@@ -171,5 +171,56 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[NT][4], const uint32_t (&a)[
 #undef FA_ACC_LIST_32
 #undef FA_R10
 
+// ---------------------------------------------------------------------------------------
+// Backward addition (bwd_kernel.h): both operands MN-major in shared memory (the transpose
+// bits of A and B set). A (64 x k16) is then stored k-rows x 64 m, one 128-byte swizzled
+// row per k, exactly like an MN-major B: `mn_major_descriptor` and `mn_major_step` address
+// it. Used for dQ = dS K with dS^T and K stored as they are produced / loaded.
+
+// d (64 x 8 NT per warpgroup, N = 32 or 64) = A B + (accumulate ? d : 0).
+template <typename T, int NT>
+__device__ __forceinline__ void wgmma_ss_mn(float (&d)[NT][4], uint64_t a_desc, uint64_t b_desc,
+                                            bool accumulate) {
+  static_assert(NT == 4 || NT == 8, "N = 32 or 64");
+  const int scale_d = accumulate ? 1 : 0;
+#define FA_BWD_D(i) "+f"(d[(i) / 4][(i) % 4])
+#define FA_BWD_D8(i)                                                                        \
+  FA_BWD_D(i), FA_BWD_D(i + 1), FA_BWD_D(i + 2), FA_BWD_D(i + 3), FA_BWD_D(i + 4),          \
+      FA_BWD_D(i + 5), FA_BWD_D(i + 6), FA_BWD_D(i + 7)
+#define FA_BWD_R16                                                                           \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define FA_BWD_MN64(TYPES)                                                                    \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                  \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32" TYPES " {" FA_BWD_R16            \
+               ", %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, " \
+               "%31}, %32, %33, p, 1, 1, 1, 1;\n}\n"                                         \
+               : FA_BWD_D8(0), FA_BWD_D8(8), FA_BWD_D8(16), FA_BWD_D8(24)                    \
+               : "l"(a_desc), "l"(b_desc), "r"(scale_d))
+#define FA_BWD_MN32(TYPES)                                                                    \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                  \
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32" TYPES " {" FA_BWD_R16            \
+               "}, %16, %17, p, 1, 1, 1, 1;\n}\n"                                            \
+               : FA_BWD_D8(0), FA_BWD_D8(8)                                                  \
+               : "l"(a_desc), "l"(b_desc), "r"(scale_d))
+  if constexpr (NT == 8) {
+    if constexpr (std::is_same_v<T, __half>) {
+      FA_BWD_MN64(".f16.f16");
+    } else {
+      FA_BWD_MN64(".bf16.bf16");
+    }
+  } else {
+    if constexpr (std::is_same_v<T, __half>) {
+      FA_BWD_MN32(".f16.f16");
+    } else {
+      FA_BWD_MN32(".bf16.bf16");
+    }
+  }
+#undef FA_BWD_MN32
+#undef FA_BWD_MN64
+#undef FA_BWD_R16
+#undef FA_BWD_D8
+#undef FA_BWD_D
+}
+
 }  // namespace sm90
 }  // namespace fa

@@ -47,7 +47,20 @@ struct Case {
   std::vector<int> q_lens;    // nested when non-empty
   std::vector<int> k_lens;
   float dropout = 0.0f;       // compared with sm80 only (same mask), no float64 oracle
+  // Additive bias [B, Hq, Sq, Sk] (Sq, Sk the maxima when nested): FA_FLOAT16 / FA_BFLOAT16 /
+  // FA_FLOAT32, or -1 for none; broadcast dimensions get stride 0. Padded rows (row_pad
+  // extra elements per row) test non-packed strides.
+  int bias_dtype = -1;
+  bool bias_b = false, bias_h = false, bias_row = false;
+  int row_pad = 0;
 };
+
+float from_half_bits(uint16_t b, bool bf16);
+
+float bias_value(const std::vector<uint8_t>& bias, int dtype, int64_t i) {
+  if (dtype == FA_FLOAT32) return reinterpret_cast<const float*>(bias.data())[i];
+  return from_half_bits(reinterpret_cast<const uint16_t*>(bias.data())[i], dtype == FA_BFLOAT16);
+}
 
 uint16_t to_half_bits(float x, bool bf16) {
   if (bf16) {
@@ -120,6 +133,35 @@ bool check_case(const Case& c, bool with_oracle) {
   for (auto& x : hk) x = to_half_bits(normal(rng), c.bf16);
   for (auto& x : hv) x = to_half_bits(normal(rng), c.bf16);
 
+  // Bias, with strides (elements) per dimension; 0 where broadcast.
+  std::vector<uint8_t> hbias;
+  void* dbias = nullptr;
+  int64_t bsb = 0, bsh = 0, bsr = 0;
+  const int bias_esize = c.bias_dtype == FA_FLOAT32 ? 4 : 2;
+  if (c.bias_dtype >= 0) {
+    const int64_t row_len = max_k + c.row_pad;
+    const int64_t rows = c.bias_row ? 1 : max_q, heads = c.bias_h ? 1 : c.hq,
+                  batches = c.bias_b ? 1 : batch;
+    bsr = c.bias_row ? 0 : row_len;
+    bsh = c.bias_h ? 0 : rows * row_len;
+    bsb = c.bias_b ? 0 : heads * rows * row_len;
+    const int64_t elems = batches * heads * rows * row_len;
+    hbias.resize(size_t(elems) * bias_esize);
+    std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+    for (int64_t i = 0; i < elems; ++i) {
+      float x = 2.0f * normal(rng);
+      if (uni(rng) < 0.05f) x = -INFINITY;
+      if (c.bias_dtype == FA_FLOAT32) {
+        reinterpret_cast<float*>(hbias.data())[i] = x;
+      } else {
+        reinterpret_cast<uint16_t*>(hbias.data())[i] =
+            to_half_bits(x, c.bias_dtype == FA_BFLOAT16);
+      }
+    }
+    CHECK(cudaMalloc(&dbias, hbias.size()));
+    CHECK(cudaMemcpy(dbias, hbias.data(), hbias.size(), cudaMemcpyHostToDevice));
+  }
+
   uint16_t *dq, *dk, *dv, *dout;
   float* dlse;
   int32_t *dcu_q = nullptr, *dcu_k = nullptr;
@@ -163,10 +205,18 @@ bool check_case(const Case& c, bool with_oracle) {
   ap.scale = 1.0f / std::sqrt(float(c.d));
   ap.causal = c.causal;
   ap.dropout_p = c.dropout;
+  if (dbias != nullptr) {
+    ap.bias.ptr = dbias;
+    ap.bias.dtype = c.bias_dtype;
+    ap.bias.stride_b = bsb;
+    ap.bias.stride_head = bsh;
+    ap.bias.stride_row = bsr;
+  }
   ap.seed = 0x1234567890abcdefull;
   ap.offset = 77;
 
   fa::sm80::LaunchContext ctx;
+  ctx.compute_capability = 90;  // the harness runs on Hopper only
   ctx.device = 0;
   CHECK(cudaDeviceGetAttribute(&ctx.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
   const fa::sm80::KernelParams p = fa::sm80::make_params(ap);
@@ -178,7 +228,7 @@ bool check_case(const Case& c, bool with_oracle) {
     if (s != FA_OK) std::fprintf(stderr, "sm80 status %d\n", s);
   };
   auto sm90 = [&](const fa::AttentionParams&) {
-    const fa_status s = fa::sm90::try_forward(p, c.bf16, 9, 0, ctx, &launched);
+    const fa_status s = fa::sm90::try_forward(p, c.bf16, ctx, &launched);
     if (s != FA_OK) std::fprintf(stderr, "sm90 status %d\n", s);
   };
   std::vector<uint16_t> o80, o90;
@@ -213,8 +263,10 @@ bool check_case(const Case& c, bool with_oracle) {
               acc += double(from_half_bits(hq[qo + e], c.bf16)) *
                      from_half_bits(hk[ko + e], c.bf16);
             sc[j] = acc * ap.scale;
+            if (dbias != nullptr) sc[j] += bias_value(hbias, c.bias_dtype, b * bsb + h * bsh + i * bsr + j);
             mx = std::max(mx, sc[j]);
           }
+          if (mx == -INFINITY) end = 0;  // nothing visible (a -inf bias on every key)
           double sum = 0;
           for (int j = 0; j < end; ++j) sum += std::exp(sc[j] - mx);
           const int64_t lo = nested ? (q0 + i) * c.hq + h : (int64_t(b) * c.hq + h) * c.sq + i;
@@ -290,6 +342,7 @@ bool check_case(const Case& c, bool with_oracle) {
   CHECK(cudaFree(dv));
   CHECK(cudaFree(dout));
   CHECK(cudaFree(dlse));
+  if (dbias != nullptr) CHECK(cudaFree(dbias));
   if (nested) {
     CHECK(cudaFree(dcu_q));
     CHECK(cudaFree(dcu_k));
@@ -298,7 +351,10 @@ bool check_case(const Case& c, bool with_oracle) {
 }
 
 // Median time of the forward on (B, H, S, D) bf16, sm80 and sm90, in microseconds.
-void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 0.0f) {
+bool g_time_sm80 = true;  // --time-sm90: skip the sm80 timings
+
+void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 0.0f,
+               bool bias = false) {
   const size_t elems = size_t(batch) * heads * s * d;
   uint16_t *q, *k, *v, *o;
   float* lse;
@@ -334,7 +390,19 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
   ap.causal = causal;
   ap.dropout_p = dropout;
   ap.seed = 7;
+  uint16_t* dbias = nullptr;  // dense [1, H, S, S] bf16, as the seed table's
+  if (bias) {
+    const size_t n = size_t(heads) * s * s;
+    CHECK(cudaMalloc(&dbias, n * 2));
+    CHECK(cudaMemset(dbias, 0x3c, n * 2));  // bf16 0x3c3c = 0.0115 everywhere
+    ap.bias.ptr = dbias;
+    ap.bias.dtype = FA_BFLOAT16;
+    ap.bias.stride_b = 0;
+    ap.bias.stride_head = int64_t(s) * s;
+    ap.bias.stride_row = s;
+  }
   fa::sm80::LaunchContext ctx;
+  ctx.compute_capability = 90;  // the harness runs on Hopper only
   CHECK(cudaDeviceGetAttribute(&ctx.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
   const fa::sm80::KernelParams p = fa::sm80::make_params(ap);
   cudaEvent_t e0, e1;
@@ -355,19 +423,20 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];
   };
-  const float t80 = median_us([&] {
+  const float t80 = !g_time_sm80 ? 0.0f : median_us([&] {
     d <= 64 ? fa::sm80::launch_fwd_d64(p, true, ctx)
             : d <= 128 ? fa::sm80::launch_fwd_d128(p, true, ctx)
                        : fa::sm80::launch_fwd_d256(p, true, ctx);
   });
   bool launched = false;
-  const float t90 = median_us([&] { fa::sm90::try_forward(p, true, 9, 0, ctx, &launched); });
+  const float t90 = median_us([&] { fa::sm90::try_forward(p, true, ctx, &launched); });
   CHECK(cudaGetLastError());
   const double flops = 4.0 * batch * heads * double(s) * s * d / (causal ? 2 : 1);
-  std::printf("(%d,%d,%d,%d) causal=%d p=%.1f  sm80 %8.1f us %5.0f TF/s   "
+  std::printf("(%d,%d,%d,%d) causal=%d p=%.1f bias=%d  sm80 %8.1f us %5.0f TF/s   "
               "sm90 %8.1f us %5.0f TF/s%s\n",
-              batch, heads, s, d, int(causal), dropout, t80, flops / t80 * 1e-6, t90,
-              flops / t90 * 1e-6, launched ? "" : "  (sm90 not launched)");
+              batch, heads, s, d, int(causal), dropout, int(bias), t80, flops / t80 * 1e-6,
+              t90, flops / t90 * 1e-6, launched ? "" : "  (sm90 not launched)");
+  if (dbias != nullptr) CHECK(cudaFree(dbias));
   CHECK(cudaFree(q));
   CHECK(cudaFree(k));
   CHECK(cudaFree(v));
@@ -377,8 +446,25 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
 
 }  // namespace
 
+// Usage: compare [--no-timing | --time | --time-sm90 | --quick | --run B H S D causal p bias N]
+//   --no-timing: the checks only; --quick: the checks without the float64 oracle;
+//   --time / --time-sm90: the timings only (sm80 and sm90 / sm90 only);
+//   --run: N sm90 forwards of one bf16 case (for a profiler).
 int main(int argc, char** argv) {
-  const bool timings = argc < 2 || std::string(argv[1]) != "--no-timing";
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "--run" && argc >= 10) {
+    const int b = std::atoi(argv[2]), h = std::atoi(argv[3]), s = std::atoi(argv[4]),
+              d = std::atoi(argv[5]), n = std::atoi(argv[9]);
+    const bool causal = std::atoi(argv[6]) != 0, bias = std::atoi(argv[8]) != 0;
+    const float p = float(std::atof(argv[7]));
+    g_time_sm80 = false;
+    for (int i = 0; i < n; ++i) time_case(b, h, s, d, causal, p, bias);
+    return 0;
+  }
+  const bool checks = mode != "--time" && mode != "--time-sm90";
+  const bool timings = mode == "" || mode == "--time" || mode == "--time-sm90";
+  const bool with_oracle = mode != "--quick";
+  g_time_sm80 = mode != "--time-sm90";
   const std::vector<Case> cases = {
       {"d128 256x256", 1, 2, 2, 256, 256, 128, false, true},
       {"d128 128x128 fp16", 1, 1, 1, 128, 128, 128, false, false},
@@ -402,9 +488,43 @@ int main(int argc, char** argv) {
        {130, 257}, 0.3f},
       {"dropout 0.2 d256 150x300", 1, 1, 1, 150, 300, 256, false, true, false, {}, {}, 0.2f},
   };
+  // Bias cases: {name, B, Hq, Hkv, Sq, Sk, D, causal, bf16, bshd, q_lens, k_lens, dropout,
+  // bias dtype, broadcast b / h / row, row padding}.
+  const std::vector<Case> bias_cases = {
+      {"bias bf16 d128 300x704", 2, 2, 2, 300, 704, 128, false, true, false, {}, {}, 0.0f,
+       FA_BFLOAT16},
+      {"bias fp16 d128 causal 513x1000", 1, 2, 1, 513, 1000, 128, true, false, false, {}, {},
+       0.0f, FA_FLOAT16, true},
+      {"bias fp32 d128 [B,1,1,Sk] 200x333", 2, 3, 3, 200, 336, 128, false, true, false, {}, {},
+       0.0f, FA_FLOAT32, false, true, true},
+      {"bias fp32 d64 padded 130x260", 1, 2, 2, 130, 260, 64, true, true, false, {}, {}, 0.0f,
+       FA_FLOAT32, false, false, false, 4},
+      {"bias bf16 d256 [1,H,1,Sk] 129x136", 2, 2, 2, 129, 136, 256, false, false, false, {}, {},
+       0.0f, FA_BFLOAT16, true, false, true},
+      {"bias fp16 d256 causal 200x513 pad", 1, 2, 2, 200, 520, 256, true, true, false, {}, {},
+       0.0f, FA_FLOAT16, false, false, false, 8},
+      {"bias bf16 d40 sq=1", 2, 2, 2, 1, 136, 40, false, true, false, {}, {}, 0.0f,
+       FA_BFLOAT16},
+      {"bias fp32 nested d64 [B,1,S,S]", 0, 2, 2, 0, 0, 64, true, true, false, {100, 1, 257},
+       {200, 5, 260}, 0.0f, FA_FLOAT32, false, true},
+      {"bias bf16 dropout 0.1 d128", 1, 2, 2, 300, 520, 128, true, true, false, {}, {}, 0.1f,
+       FA_BFLOAT16},
+      {"bias fp32 dropout 0.2 d64 [B,1,1,Sk]", 2, 2, 2, 129, 264, 64, false, false, false, {},
+       {}, 0.2f, FA_FLOAT32, false, true, true},
+      {"bias fp16 dropout 0.3 d256", 1, 1, 1, 150, 304, 256, false, true, false, {}, {}, 0.3f,
+       FA_FLOAT16},
+      {"bias bf16 dropout nested d128", 0, 2, 1, 0, 0, 128, false, true, false, {70, 300},
+       {136, 264}, 0.2f, FA_BFLOAT16},
+      {"dropout 0.1 d128 1000x1000 fp16", 1, 2, 2, 1000, 1000, 128, false, false, false, {}, {},
+       0.1f},
+      {"dropout 0.5 d64 1x7", 1, 2, 2, 1, 7, 64, false, true, false, {}, {}, 0.5f},
+  };
   int failed = 0;
-  for (const Case& c : cases) failed += check_case(c, true) ? 0 : 1;
-  std::printf("%d of %zu cases failed\n", failed, cases.size());
+  if (checks) {
+    for (const Case& c : cases) failed += check_case(c, with_oracle) ? 0 : 1;
+    for (const Case& c : bias_cases) failed += check_case(c, with_oracle) ? 0 : 1;
+    std::printf("%d of %zu cases failed\n", failed, cases.size() + bias_cases.size());
+  }
   if (timings) {
     for (const bool causal : {false, true}) {
       time_case(1, 12, 8192, 128, causal);
@@ -412,6 +532,10 @@ int main(int argc, char** argv) {
       time_case(1, 16, 8192, 64, causal);
       time_case(1, 8, 8192, 256, causal);
       time_case(1, 12, 8192, 128, causal, 0.1f);
+      time_case(1, 12, 8192, 128, causal, 0.0f, true);
+      time_case(1, 12, 8192, 128, causal, 0.1f, true);
+      time_case(1, 16, 8192, 64, causal, 0.1f);
+      time_case(1, 8, 8192, 256, causal, 0.1f);
     }
   }
   return failed == 0 ? 0 : 1;

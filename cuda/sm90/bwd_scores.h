@@ -1,0 +1,103 @@
+// bwd_scores.h: masking and dropout of a transposed score tile (the sm90 backward computes
+// S^T = K Q^T, so accumulator rows are keys and columns are queries).
+//
+// A warp holds 16 keys x 8 NS queries as `float s[NS][4]` (the wgmma / mma.sync C layout):
+// s[n][2r + e] is key key0 + g + 8r, query q0 + 8n + 2t + e (g = lane / 4, t = lane % 4).
+// The rules are sm80's (masking.h, dropout.h), only the orientation differs.
+#pragma once
+
+#include <climits>
+#include <cmath>
+
+#include "common/philox.h"
+#include "sm80/dropout.h"
+#include "sm80/tile.h"
+
+namespace fa {
+namespace sm90 {
+
+// Sets the invisible elements to -inf: keys at or past sk, and (causal, bottom-right) keys
+// past a query's diagonal, i.e. queries i < key - (sk - sq). Query rows past sq need no
+// mask: their lse is +inf (P = 0) and their dQ rows are never stored.
+template <int NS>
+__device__ __forceinline__ void mask_scores_t(float (&s)[NS][4], int key0, int q0, int sq, int sk,
+                                              bool causal, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = key0 + g + 8 * r;
+    // Local columns c = 8n + e below `limit` are invisible.
+    int limit = INT_MIN;
+    if (key >= sk) {
+      limit = INT_MAX;
+    } else if (causal) {
+      limit = key - (sk - sq) - q0 - 2 * t;
+    }
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (8 * n + e < limit) s[n][2 * r + e] = -INFINITY;
+  }
+}
+
+// Gathers one byte from each of the 8 lanes that share t = lane % 4 (lanes t, t + 4, ...):
+// afterwards byte j of lo (j < 4) / hi (j >= 4) is the byte of lane 4j + t. Three xor
+// shuffles, each doubling what a lane holds, in lane order.
+__device__ __forceinline__ void gather_column_bytes(uint32_t byte, int lane, uint32_t& lo,
+                                                    uint32_t& hi) {
+  const int g = lane >> 2;
+  uint32_t x = byte;
+  uint32_t y = __shfl_xor_sync(sm80::kFullMask, x, 4);
+  x = (g & 1) ? (y | (x << 8)) : (x | (y << 8));
+  y = __shfl_xor_sync(sm80::kFullMask, x, 8);
+  x = (g & 2) ? (y | (x << 16)) : (x | (y << 16));
+  y = __shfl_xor_sync(sm80::kFullMask, x, 16);
+  lo = (g & 4) ? y : x;
+  hi = (g & 4) ? x : y;
+}
+
+// The dropout keep mask of a warp's transposed tile (key0 a multiple of 16, both indices
+// local to the sequence): bit 4n + 2r + e of keep[(4n + 2r + e) / 32] is element s[n][2r + e].
+//
+// One Philox call gives the draws of 8 keys (one column group) of one query. In this
+// orientation those 8 keys are the 8 lanes sharing t (lane g holds key g of the group), so
+// each call is made once, by one of them: for key group r and query parity e, lane g calls
+// for query column n = 8c + g, turns the 8 draws into 8 keep bits, and the 8 lanes exchange
+// their bytes (gather_column_bytes); lane g keeps bit g of each.
+template <int NS>
+__device__ __forceinline__ void dropout_keep_t(const sm80::DropoutRng& rng, int key0, int q0,
+                                               int lane, uint32_t (&keep)[(4 * NS + 31) / 32]) {
+  static_assert(NS % 8 == 0, "whole column groups per lane set");
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t group0 = uint32_t(key0) >> 3;
+#pragma unroll
+  for (int w = 0; w < (4 * NS + 31) / 32; ++w) keep[w] = 0;
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int e = 0; e < 2; ++e)
+#pragma unroll
+      for (int c = 0; c < NS / 8; ++c) {
+        const uint32_t query = uint32_t(q0 + 8 * (8 * c + g) + 2 * t + e);
+        const Philox4 d = dropout_draws(rng.seed, rng.offset, rng.batch_head, query, group0 + r);
+        const uint32_t words[4] = {d.x, d.y, d.z, d.w};
+        uint32_t bits = 0;
+#pragma unroll
+        for (int m = 0; m < 8; ++m) {
+          const uint32_t draw = (m & 1) ? (words[m >> 1] >> 16) : (words[m >> 1] & 0xffffu);
+          bits |= uint32_t(draw >= rng.threshold) << m;
+        }
+        uint32_t lo, hi;
+        gather_column_bytes(bits, lane, lo, hi);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const uint32_t kept = (((j < 4) ? lo : hi) >> (8 * (j & 3) + g)) & 1u;
+          const int bit = 4 * (8 * c + j) + 2 * r + e;
+          keep[bit / 32] |= kept << (bit % 32);
+        }
+      }
+}
+
+}  // namespace sm90
+}  // namespace fa

@@ -29,10 +29,9 @@ fa_status launch_bwd_main(const KernelParams& params, const LaunchContext& ctx) 
   const int bias_tiles = Cfg::kStages * Cfg::kBiasStageBytes;
   p.bias_staged = p.has_bias && p.bias.async16 && smem + bias_tiles <= ctx.max_smem_optin;
   if (p.bias_staged) smem += bias_tiles;
-  struct StagedBias {};  // ensure_smem's key for the staged-bias kernel of this Cfg
   auto kernel = p.bias_staged ? bwd_kernel<Cfg, true> : bwd_kernel<Cfg, false>;
-  const fa_status s = p.bias_staged ? ensure_smem<StagedBias>(kernel, ctx.device, smem)
-                                    : ensure_smem<Cfg>(kernel, ctx.device, smem);
+  const fa_status s = p.bias_staged ? ensure_smem<bwd_kernel<Cfg, true>>(ctx.device, smem)
+                                    : ensure_smem<bwd_kernel<Cfg, false>>(ctx.device, smem);
   if (s != FA_OK) return s;
   const dim3 grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
   if (empty_grid(grid)) return FA_OK;
@@ -46,7 +45,7 @@ fa_status launch_bwd_dq(const KernelParams& p, const LaunchContext& ctx) {
   const int smem = Cfg::kSmemBytes;
   if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
   auto kernel = bwd_dq_kernel<Cfg>;
-  if (const fa_status s = ensure_smem<Cfg>(kernel, ctx.device, smem)) return s;
+  if (const fa_status s = ensure_smem<bwd_dq_kernel<Cfg>>(ctx.device, smem)) return s;
   const dim3 grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
   if (empty_grid(grid)) return FA_OK;
   FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);

@@ -23,7 +23,6 @@ fa_status launch_fwd(const KernelParams& params, const LaunchContext& ctx) {
                 "q: head dim %d needs %d bytes of shared memory per block, the device allows %d",
                 p.head_dim, smem, ctx.max_smem_optin);
   }
-  struct WithDropout {};
   auto kernel = p.has_dropout ? fwd_kernel<Cfg, true> : fwd_kernel<Cfg, false>;
   // The largest size this kernel may ever be launched with on this device (with the
   // largest staged bias tile that fits), set once per device.
@@ -32,8 +31,9 @@ fa_status launch_fwd(const KernelParams& params, const LaunchContext& ctx) {
     const int with_tile = Cfg::kSmemBytes + Cfg::kBM * Cfg::kBN * size;
     if (with_tile <= ctx.max_smem_optin) smem_max = with_tile;
   }
-  const fa_status s = p.has_dropout ? ensure_smem<WithDropout>(kernel, ctx.device, smem_max)
-                                    : ensure_smem<Cfg>(kernel, ctx.device, smem_max);
+  const fa_status s = p.has_dropout
+                          ? ensure_smem<fwd_kernel<Cfg, true>>(ctx.device, smem_max)
+                          : ensure_smem<fwd_kernel<Cfg, false>>(ctx.device, smem_max);
   if (s != FA_OK) return s;
   const dim3 grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
   if (empty_grid(grid)) return FA_OK;

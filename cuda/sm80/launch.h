@@ -21,16 +21,16 @@
 namespace fa {
 namespace sm80 {
 
-// Raises a kernel's dynamic shared memory limit once per device. `Tag` (the kernel's
-// configuration type) keys the cache: one per kernel, since all kernels share one
-// function-pointer type.
-template <class Tag, typename Kernel>
-fa_status ensure_smem(Kernel kernel, int device, int bytes) {
+// Raises kKernel's dynamic shared memory limit to `bytes` (the most it is ever launched
+// with on this device) once per device; the kernel itself keys the cache.
+template <auto kKernel>
+fa_status ensure_smem(int device, int bytes) {
   static std::atomic<uint64_t> done{0};  // one bit per device ordinal < 64
   const uint64_t bit = device >= 0 && device < 64 ? (uint64_t(1) << device) : 0;
   if (bit != 0 && (done.load(std::memory_order_acquire) & bit) != 0) return FA_OK;
   if (bytes > 48 * 1024) {
-    FA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    FA_CUDA_CHECK(
+        cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   }
   if (bit != 0) done.fetch_or(bit, std::memory_order_acq_rel);
   return FA_OK;

@@ -52,11 +52,10 @@ fa_status launch_bwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool
     if (!ok[i]) return FA_OK;
   }
 
-  struct WithDropout {};
   const auto kernel = p.has_dropout ? bwd_kernel<Cfg, true> : bwd_kernel<Cfg, false>;
-  const fa_status s = p.has_dropout
-                          ? sm80::ensure_smem<WithDropout>(kernel, ctx.device, Cfg::kSmemBytes)
-                          : sm80::ensure_smem<Cfg>(kernel, ctx.device, Cfg::kSmemBytes);
+  const fa_status s =
+      p.has_dropout ? sm80::ensure_smem<bwd_kernel<Cfg, true>>(ctx.device, Cfg::kSmemBytes)
+                    : sm80::ensure_smem<bwd_kernel<Cfg, false>>(ctx.device, Cfg::kSmemBytes);
   if (s != FA_OK) return s;
   *launched = true;
   const dim3 grid(sm80::ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);

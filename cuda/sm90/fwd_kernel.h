@@ -40,14 +40,6 @@
 #include "sm90/softmax.h"
 #include "sm90/wgmma.h"
 
-// Dropout: each consumer lane draws its own keep mask after the softmax (0, the default),
-// or the producer warps draw the masks into a shared-memory ring that the consumers read
-// (1: correct, but measured 35% slower on H100: the producer warps, at 56 registers, run
-// their Philox chains with too little overlap to keep up; see README.md).
-#ifndef FA_SM90_PRODUCER_MASK
-#define FA_SM90_PRODUCER_MASK 0
-#endif
-
 // Kernel bodies exist only in the sm_90a device pass; the other passes get empty kernels
 // (never launched: dispatch routes only compute capability 9.0 here).
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -87,15 +79,11 @@ struct FwdConfig {
   static constexpr int kConsumers = CONSUMERS_;  // consumer warpgroups, 64 query rows each
   static constexpr int kBM = 64 * kConsumers;
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  // Register split after setmaxnreg: the producer keeps the minimum (more with dropout,
-  // where its warps draw the keep masks), the consumers share the rest of the 64K
-  // registers (multiples of 8, at most 240).
-  static constexpr int producer_regs(bool dropout) { return dropout ? 56 : 24; }
-  static constexpr int consumer_regs(bool dropout) {
-    return (65536 - 128 * producer_regs(dropout)) / (128 * kConsumers) / 8 * 8 < 240
-               ? (65536 - 128 * producer_regs(dropout)) / (128 * kConsumers) / 8 * 8
-               : 240;
-  }
+  // Register split after setmaxnreg: the producer keeps the minimum, the consumers share
+  // the rest of the 64K registers (multiples of 8, at most 240).
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kRegsLeft = (65536 - 128 * kProducerRegs) / (128 * kConsumers) / 8 * 8;
+  static constexpr int kConsumerRegs = kRegsLeft < 240 ? kRegsLeft : 240;
 
   static constexpr int kNS = kBN / 8;   // n8 tiles of S per warp
   static constexpr int kDS = kD / 8;    // n8 tiles of O per warp
@@ -109,50 +97,34 @@ struct FwdConfig {
   // each stored as boxes of 128 bytes of keys x BM rows.
   static constexpr int kBiasRingBytes = 4 * kBM * kBN;
   static constexpr int kBiasBoxBytes = kBM * 128;
-  // Keep-mask ring (dropout kernels): one bit per score of a tile, per consumer warpgroup
-  // a block of [warp][lane][kNS / 8 words]; as many stages (up to 4) as shared memory holds.
-  static constexpr int kMaskTileBytes = kBM * kBN / 8;
-  static constexpr int kMaskGroupBytes = kMaskTileBytes / kConsumers;
-  static constexpr int kMaxSmem = 232448;  // the opt-in limit of sm_90 (227 KB)
   static constexpr int body_bytes(bool bias) {
     return kQBytes + 2 * kStages * kTileBytes + (bias ? kBiasRingBytes : 0);
   }
-  static constexpr int mask_stages(bool bias) {
-    return (kMaxSmem - 1024 - body_bytes(bias)) / kMaskTileBytes < 4
-               ? (kMaxSmem - 1024 - body_bytes(bias)) / kMaskTileBytes
-               : 4;
-  }
-  // Barriers: q_full, per K/V stage 4, per bias stage (2) 2, per warpgroup and mask stage
-  // (up to 4) 2.
-  static constexpr int kBarriers = 1 + 4 * kStages + 4 + 8 * kConsumers;
+  // Barriers: q_full, per K/V stage 4, per bias stage (2) 2.
+  static constexpr int kBarriers = 1 + 4 * kStages + 4;
   static constexpr int kBarrierBytes = 8 * kBarriers;
   static_assert(kBarrierBytes <= 512, "the barriers fit the larger of pad and tail");
   // The tiles start at the first 1 KB boundary (swizzle atoms) of the dynamic shared
   // memory, whose start is only 16-byte aligned: 1 KB more than the tiles, split into a
   // pad before them and a tail after them, the larger of which holds the barriers.
-  static constexpr int smem_bytes(bool bias, bool dropout) {
-    return 1024 + body_bytes(bias) + (dropout ? mask_stages(bias) * kMaskTileBytes : 0);
-  }
+  static constexpr int smem_bytes(bool bias) { return 1024 + body_bytes(bias); }
 };
 
-// Where everything lives in shared memory: Q | K stages | V stages | bias ring | mask ring,
-// from the first 1 KB boundary on; the mbarriers in the pad before that boundary or in the
-// tail after the tiles (Cfg::smem_bytes). Barriers: q_full; per stage k_full, v_full (one
-// TMA arrival + bytes), k_empty, v_empty (one arrival per consumer warp); per bias stage
-// (2) b_full, b_empty likewise; per consumer warpgroup and mask stage m_full (one arrival
-// per producer warp drawing for it), m_empty (one per consumer warp of the group).
-template <class Cfg, bool kBias, bool kDropout>
+// Where everything lives in shared memory: Q | K stages | V stages | bias ring, from the
+// first 1 KB boundary on; the mbarriers in the pad before that boundary or in the tail
+// after the tiles (Cfg::smem_bytes). Barriers: q_full; per stage k_full, v_full (one TMA
+// arrival + bytes), k_empty, v_empty (one arrival per consumer warp); per bias stage (2)
+// b_full, b_empty likewise.
+template <class Cfg, bool kBias>
 struct FwdSmem {
-  static constexpr int kMaskStages = kDropout ? Cfg::mask_stages(kBias) : 1;
-  uint32_t q, k0, v0, b0, m0, bars;
+  uint32_t q, k0, v0, b0, bars;
 
   __device__ explicit FwdSmem(uint32_t raw) {
     q = (raw + 1023u) & ~1023u;
     k0 = q + Cfg::kQBytes;
     v0 = k0 + Cfg::kStages * Cfg::kTileBytes;
     b0 = v0 + Cfg::kStages * Cfg::kTileBytes;
-    m0 = b0 + (kBias ? Cfg::kBiasRingBytes : 0);
-    const uint32_t end = m0 + (kDropout ? kMaskStages * Cfg::kMaskTileBytes : 0);
+    const uint32_t end = b0 + (kBias ? Cfg::kBiasRingBytes : 0);
     bars = q - raw >= uint32_t(Cfg::kBarrierBytes) ? raw : end;
   }
 
@@ -162,10 +134,6 @@ struct FwdSmem {
   __device__ uint32_t bias(int s, int shift) const {
     return b0 + uint32_t(s) * uint32_t(Cfg::kBiasRingBytes >> shift);
   }
-  // Keep bits of consumer warpgroup c in mask stage s.
-  __device__ uint32_t mask(int c, int s) const {
-    return m0 + uint32_t(s * Cfg::kMaskTileBytes + c * Cfg::kMaskGroupBytes);
-  }
   __device__ uint32_t q_full() const { return bars; }
   __device__ uint32_t k_full(int s) const { return bars + 8 * (1 + s); }
   __device__ uint32_t v_full(int s) const { return bars + 8 * (1 + Cfg::kStages + s); }
@@ -173,12 +141,6 @@ struct FwdSmem {
   __device__ uint32_t v_empty(int s) const { return bars + 8 * (1 + 3 * Cfg::kStages + s); }
   __device__ uint32_t b_full(int s) const { return bars + 8 * (1 + 4 * Cfg::kStages + s); }
   __device__ uint32_t b_empty(int s) const { return bars + 8 * (3 + 4 * Cfg::kStages + s); }
-  __device__ uint32_t m_full(int c, int s) const {
-    return bars + 8 * (5 + 4 * Cfg::kStages + 4 * c + s);
-  }
-  __device__ uint32_t m_empty(int c, int s) const {
-    return bars + 8 * (5 + 4 * Cfg::kStages + 4 * (Cfg::kConsumers + c) + s);
-  }
 
   // Byte offset of 16-byte chunk `chunk` of row `row` in the swizzled Q tile.
   __device__ uint32_t q_chunk(int row, int chunk) const {
@@ -194,15 +156,6 @@ struct RingSlot {
   int stage;
   uint32_t parity;
   __device__ explicit RingSlot(int i) : stage(i % Cfg::kStages), parity((i / Cfg::kStages) & 1) {}
-};
-
-// The mask ring's slot of visited tile i.
-template <int kMaskStages>
-struct MaskSlot {
-  int stage;
-  uint32_t parity;
-  __device__ explicit MaskSlot(int i)
-      : stage(i % kMaskStages), parity(uint32_t(i / kMaskStages) & 1u) {}
 };
 
 // The bias ring's slot of visited tile i, with 2^shift stages (a run-time count).
@@ -268,14 +221,11 @@ __device__ __forceinline__ void load_kv_tile(uint32_t dst, const CUtensorMap* ma
 // (K_{i+1}, bias_{i+1}, V_i) per tile, the order the consumers need them in (and release
 // them in). Tile i is key block n_blocks - 1 - i. A one-stage bias ring loads bias_{i+1}
 // after V_i: it waits for the consumers to finish bias_i, which must not hold V_i back.
-// Dropout kernels: every producer thread runs the loop and draws the keep mask of tile i
-// (draw_mask) before the TMA thread issues that step's loads; `tma` marks the TMA thread.
-template <class Cfg, bool kBias, bool kDropout, class DrawMask>
-__device__ __forceinline__ void produce(const FwdParams& P,
-                                        const FwdSmem<Cfg, kBias, kDropout>& sm, bool tma,
+template <class Cfg, bool kBias, bool kDropout>
+__device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg, kBias>& sm,
                                         int q_row, int k_row0, int h, int hk, int batch,
                                         int n_blocks, int bias_row, int bias_head,
-                                        int bias_batch, DrawMask&& draw_mask) {
+                                        int bias_batch) {
   constexpr bool kPermuted = kDropout;
   constexpr int BM = Cfg::kBM, BN = Cfg::kBN;
   auto load_kv = [&](int i, const CUtensorMap* map, const CUtensorMap* halves, uint32_t tile,
@@ -309,72 +259,33 @@ __device__ __forceinline__ void produce(const FwdParams& P,
     }
   };
 
-  if (tma) {
-    prefetch_tensor_map(&P.q);
-    prefetch_tensor_map(&P.k);
-    prefetch_tensor_map(&P.v);
-    if constexpr (kBias) prefetch_tensor_map(&P.bias);
-    if constexpr (kPermuted) {
-      prefetch_tensor_map(&P.k_halves);
-      prefetch_tensor_map(&P.v_halves);
-    }
-    mbar_arrive_expect_tx(sm.q_full(), Cfg::kQBytes);
-    load_tile<Cfg, BM>(sm.q, &P.q, sm.q_full(), q_row, h, batch);
-    load_k(0);
-    load_bias(0);
+  prefetch_tensor_map(&P.q);
+  prefetch_tensor_map(&P.k);
+  prefetch_tensor_map(&P.v);
+  if constexpr (kBias) prefetch_tensor_map(&P.bias);
+  if constexpr (kPermuted) {
+    prefetch_tensor_map(&P.k_halves);
+    prefetch_tensor_map(&P.v_halves);
   }
+  mbar_arrive_expect_tx(sm.q_full(), Cfg::kQBytes);
+  load_tile<Cfg, BM>(sm.q, &P.q, sm.q_full(), q_row, h, batch);
+  load_k(0);
+  load_bias(0);
   for (int i = 0; i < n_blocks; ++i) {
-    draw_mask(i);
-    if (tma) {
-      if (i + 1 < n_blocks) {
-        load_k(i + 1);
-        if (shift > 0) load_bias(i + 1);
-      }
-      load_v(i);
-      if (kBias && shift == 0 && i + 1 < n_blocks) load_bias(i + 1);
+    if (i + 1 < n_blocks) {
+      load_k(i + 1);
+      if (shift > 0) load_bias(i + 1);
     }
+    load_v(i);
+    if (kBias && shift == 0 && i + 1 < n_blocks) load_bias(i + 1);
   }
-}
-
-// Dropout kernels: producer warp `pw` draws, for visited tile i, the keep bits of consumer
-// warpgroup pw / 2, warps 2 (pw % 2) and + 1, lane `lane` each (fwd_scores.h), into the
-// group's mask stage, once the group has read that stage's previous tile.
-template <class Cfg, bool kBias>
-__device__ __forceinline__ void draw_mask_tile(const FwdParams& P,
-                                               const FwdSmem<Cfg, kBias, true>& sm, int i,
-                                               int n_blocks, int m0, uint32_t batch_head,
-                                               int pw, int lane) {
-  static_assert(Cfg::kConsumers == 2, "two producer warps per consumer warpgroup");
-  constexpr int NS = Cfg::kNS, kWords = NS / 8;
-  constexpr int kStages = FwdSmem<Cfg, kBias, true>::kMaskStages;
-  const KernelParams& p = P.p;
-  const int c = pw >> 1;
-  const MaskSlot<kStages> slot(i);
-  if (i >= kStages) mbar_wait(sm.m_empty(c, slot.stage), slot.parity ^ 1u);
-  const int col0 = (n_blocks - 1 - i) * Cfg::kBN;
-#pragma unroll
-  for (int k = 0; k < 2; ++k) {
-    const int warp = 2 * (pw & 1) + k;  // consumer warp within the group
-    uint32_t bits[kWords];
-    keep_bits_permuted<NS>(bits, p.seed, p.offset, batch_head, P.threshold2,
-                           m0 + c * 64 + warp * 16, col0, lane);
-    const uint32_t dst = sm.mask(c, slot.stage) + uint32_t((warp * 32 + lane) * kWords * 4);
-    if constexpr (kWords == 2) {
-      asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(dst), "r"(bits[0]), "r"(bits[1])
-                   : "memory");
-    } else {
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst), "r"(bits[0]) : "memory");
-    }
-  }
-  __syncwarp();
-  if (lane == 0) mbar_arrive(sm.m_full(c, slot.stage));
 }
 
 // A consumer warpgroup: attention of its 64 query rows over all key tiles, then the
 // epilogue. `cw` is the consumer index (0 or 1), `warp` the warp within the group.
 template <class Cfg, bool kDropout, bool kBias>
 __device__ __forceinline__ void consume(const FwdParams& P,
-                                        const FwdSmem<Cfg, kBias, kDropout>& sm,
+                                        const FwdSmem<Cfg, kBias>& sm,
                                         const SeqInfo& seq, int b, int h, int m0, int n_blocks,
                                         int cw, int warp, int lane) {
   constexpr bool kPermuted = kDropout;  // the key order of K and V (fwd_scores.h)
@@ -440,29 +351,9 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       if (sm80::tile_needs_mask(m0 + group_row, col0, 64, BN, seq.sq, seq.sk, p.causal)) {
         mask_tile<kPermuted>(s[0], row0, col0, seq.sq, seq.sk, p.causal, lane);
       }
-      // Dropout, producer-drawn: this lane's keep bits, read (and the stage handed back)
-      // before the softmax, applied after it.
-      [[maybe_unused]] uint32_t keep[NS / 8];
-      if constexpr (kDropout && FA_SM90_PRODUCER_MASK) {
-        const MaskSlot<FwdSmem<Cfg, kBias, kDropout>::kMaskStages> slot(i);
-        mbar_wait(sm.m_full(cw, slot.stage), slot.parity);
-        const uint32_t src = sm.mask(cw, slot.stage) + uint32_t((warp * 32 + lane) * NS / 2);
-        if constexpr (NS / 8 == 2) {
-          const uint2 v = lds64(src);
-          keep[0] = v.x;
-          keep[NS / 8 - 1] = v.y;
-        } else {
-          keep[0] = sm80::lds32(src);
-        }
-        release(sm.m_empty(cw, slot.stage));
-      }
       softmax.update(s[0], p.softmax_scale_log2, correction);
       if constexpr (kDropout) {
-        if constexpr (FA_SM90_PRODUCER_MASK) {
-          apply_keep_bits(s[0], keep);
-        } else {
-          dropout_permuted(s[0], p.seed, p.offset, batch_head, P.threshold2, row0, col0, lane);
-        }
+        dropout_permuted(s[0], p.seed, p.offset, batch_head, P.threshold2, row0, col0, lane);
       }
     };
     // Waits for the last P V (so O and pa are free) and packs P into pa.
@@ -587,8 +478,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const int n_blocks = key_end > 0 ? int((key_end + Cfg::kBN - 1) / Cfg::kBN) : 0;
 
   extern __shared__ uint8_t smem_raw[];
-  const FwdSmem<Cfg, kBias, kDropout> sm(sm80::smem_u32(smem_raw));
-  constexpr bool kProducerMask = kDropout && FA_SM90_PRODUCER_MASK;
+  const FwdSmem<Cfg, kBias> sm(sm80::smem_u32(smem_raw));
   if (threadIdx.x == 0) {
     mbar_init(sm.q_full(), 1);
     for (int s = 0; s < Cfg::kStages; ++s) {
@@ -603,37 +493,23 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         mbar_init(sm.b_empty(s), 4 * Cfg::kConsumers);
       }
     }
-    if constexpr (kProducerMask) {
-      for (int c = 0; c < Cfg::kConsumers; ++c)
-        for (int s = 0; s < FwdSmem<Cfg, kBias, kDropout>::kMaskStages; ++s) {
-          mbar_init(sm.m_full(c, s), 4 / Cfg::kConsumers);
-          mbar_init(sm.m_empty(c, s), 4);
-        }
-    }
     fence_barrier_init();
   }
   __syncthreads();
 
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
-    release_registers<Cfg::producer_regs(kProducerMask)>();
-    if (n_blocks > 0 && (kProducerMask || threadIdx.x == 0)) {
+    release_registers<Cfg::kProducerRegs>();
+    if (n_blocks > 0 && threadIdx.x == 0) {
       // Dense: coordinates (row, head, batch); nested: global rows, batch dimension 1.
       // The bias has local rows and the batch dimension in both cases.
       const bool nested = p.cu_q != nullptr;
-      const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
-      const int pw = threadIdx.x / 32, lane = threadIdx.x & 31;
-      produce<Cfg, kBias, kDropout>(
-          params, sm, threadIdx.x == 0, seq.q_row0 + m0, seq.k_row0, h, h / p.group,
-          nested ? 0 : b, n_blocks, m0 * params.bias_row_step, h * params.bias_head_step,
-          b * params.bias_batch_step, [&](int i) {
-            if constexpr (kProducerMask) {
-              draw_mask_tile<Cfg, kBias>(params, sm, i, n_blocks, m0, batch_head, pw, lane);
-            }
-          });
+      produce<Cfg, kBias, kDropout>(params, sm, seq.q_row0 + m0, seq.k_row0, h, h / p.group,
+                                    nested ? 0 : b, n_blocks, m0 * params.bias_row_step,
+                                    h * params.bias_head_step, b * params.bias_batch_step);
     }
   } else {
-    claim_registers<Cfg::consumer_regs(kProducerMask)>();
+    claim_registers<Cfg::kConsumerRegs>();
     const int lane = threadIdx.x & 31, warp = (threadIdx.x / 32) & 3;
     consume<Cfg, kDropout, kBias>(params, sm, seq, b, h, m0, n_blocks, warpgroup - 1, warp,
                                   lane);

@@ -19,8 +19,7 @@ inline int bias_box_keys(int dtype) { return dtype == FA_FLOAT32 ? 32 : 64; }
 template <class Cfg, bool kBias>
 fa_status launch_fwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool* launched) {
   *launched = false;
-  const int smem_bytes =
-      p.has_dropout ? Cfg::smem_bytes(kBias, true) : Cfg::smem_bytes(kBias, false);
+  const int smem_bytes = Cfg::smem_bytes(kBias);
   if (smem_bytes > ctx.max_smem_optin) return FA_OK;
   const bool bf16 = std::is_same_v<typename Cfg::T, __nv_bfloat16>;
   const bool nested = p.cu_q != nullptr;
@@ -75,13 +74,9 @@ fa_status launch_fwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool
 
   const auto kernel =
       p.has_dropout ? fwd_kernel<Cfg, true, kBias> : fwd_kernel<Cfg, false, kBias>;
-  // ensure_smem's cache is keyed by type: one local type per kernel (this function is
-  // instantiated per configuration and bias flag).
-  struct WithDropout {};
-  struct WithoutDropout {};
-  const fa_status s = p.has_dropout
-                          ? sm80::ensure_smem<WithDropout>(kernel, ctx.device, smem_bytes)
-                          : sm80::ensure_smem<WithoutDropout>(kernel, ctx.device, smem_bytes);
+  const fa_status s =
+      p.has_dropout ? sm80::ensure_smem<fwd_kernel<Cfg, true, kBias>>(ctx.device, smem_bytes)
+                    : sm80::ensure_smem<fwd_kernel<Cfg, false, kBias>>(ctx.device, smem_bytes);
   if (s != FA_OK) return s;
   *launched = true;
   const dim3 grid(sm80::ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);

@@ -36,7 +36,9 @@ struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
 #pragma unroll
       for (int k = 0; k < C; ++k) mp[k] = fmaxf(x[k][2 * r], x[k][2 * r + 1]);
 #pragma unroll
-      for (int n = C; n < NS; ++n) mp[n % C] = fmaxf(mp[n % C], fmaxf(x[n][2 * r], x[n][2 * r + 1]));
+      for (int n = C; n < NS; ++n) {
+        mp[n % C] = fmaxf(mp[n % C], fmaxf(x[n][2 * r], x[n][2 * r + 1]));
+      }
       float m = row_max[0][r];
 #pragma unroll
       for (int k = 0; k < C; ++k) m = fmaxf(m, mp[k]);

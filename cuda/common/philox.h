@@ -36,19 +36,54 @@ FA_HOST_DEVICE void mul_hi_lo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo
 #endif
 }
 
-FA_HOST_DEVICE Philox4 philox4x32_10(Philox4 counter, uint32_t key0, uint32_t key1) {
+// One round: two 32 x 32 -> 64-bit products, the key mixed into the high halves.
+FA_HOST_DEVICE Philox4 philox_round(Philox4 counter, uint32_t key0, uint32_t key1) {
   constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+  uint32_t hi0, lo0, hi1, lo1;
+  mul_hi_lo(kMul0, counter.x, hi0, lo0);
+  mul_hi_lo(kMul1, counter.z, hi1, lo1);
+  return Philox4{hi1 ^ counter.y ^ key0, lo1, hi0 ^ counter.w ^ key1, lo0};
+}
+
+constexpr uint32_t kPhiloxWeyl0 = 0x9E3779B9u, kPhiloxWeyl1 = 0xBB67AE85u;
+
+FA_HOST_DEVICE Philox4 philox4x32_10(Philox4 counter, uint32_t key0, uint32_t key1) {
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {
-    uint32_t hi0, lo0, hi1, lo1;
-    mul_hi_lo(kMul0, counter.x, hi0, lo0);
-    mul_hi_lo(kMul1, counter.z, hi1, lo1);
-    counter = Philox4{hi1 ^ counter.y ^ key0, lo1, hi0 ^ counter.w ^ key1, lo0};
-    key0 += kWeyl0;
-    key1 += kWeyl1;
+    counter = philox_round(counter, key0, key1);
+    key0 += kPhiloxWeyl0;
+    key1 += kPhiloxWeyl1;
+  }
+  return counter;
+}
+
+// The round keys of a seed, for kernels that read them from their parameters (constant
+// memory) instead of adding the Weyl constants per round.
+struct PhiloxKeys {
+  uint32_t k0[10], k1[10];
+};
+
+FA_HOST_DEVICE PhiloxKeys philox_keys(uint64_t seed) {
+  PhiloxKeys keys{};
+  uint32_t key0 = uint32_t(seed), key1 = uint32_t(seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    keys.k0[round] = key0;
+    keys.k1[round] = key1;
+    key0 += kPhiloxWeyl0;
+    key1 += kPhiloxWeyl1;
+  }
+  return keys;
+}
+
+// philox4x32_10 with the round keys given.
+FA_HOST_DEVICE Philox4 philox4x32_10(Philox4 counter, const PhiloxKeys& keys) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int round = 0; round < 10; ++round) {
+    counter = philox_round(counter, keys.k0[round], keys.k1[round]);
   }
   return counter;
 }

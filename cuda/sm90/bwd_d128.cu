@@ -4,12 +4,12 @@
 namespace fa {
 namespace sm90 {
 
-// Head-dim bucket, query rows per step, Q/dO stages. BM = 64: the S^T / dP^T tiles are
-// 64 keys x 64 queries per consumer (dK and dV take 128 registers), dQ is split between
-// the consumers by columns (64 x 64 each). 197 KB of shared memory: no room for a third
-// stage next to the two dS^T buffers.
+// Head-dim bucket, query rows per step, Q/dO stages, lse/D waited for with Q and dO. BM = 64: the
+// S^T / dP^T tiles are 64 keys x 64 queries per consumer (dK and dV take 128 registers), dQ is
+// split between the consumers by columns (64 x 64 each). 197 KB of shared memory: no room for a
+// third stage next to the two dS^T buffers.
 template <typename T>
-using BwdD128 = BwdConfig<T, 128, 64, 2>;
+using BwdD128 = BwdConfig<T, 128, 64, 2, false>;
 
 fa_status launch_bwd_d128(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
                           bool* launched) {

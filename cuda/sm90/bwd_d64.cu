@@ -4,11 +4,11 @@
 namespace fa {
 namespace sm90 {
 
-// Head-dim bucket, query rows per step, Q/dO stages. BM = 128: the S^T / dP^T tiles are
-// 64 keys x 128 queries per consumer, dQ is split between the consumers by rows. (BM = 64
-// with dQ split by columns, 64 x 32 each, measured 8% slower at (1,16,8192,64).)
+// Head-dim bucket, query rows per step, Q/dO stages, lse/D waited for with Q and dO. BM = 128: the
+// S^T / dP^T tiles are 64 keys x 128 queries per consumer, dQ is split between the consumers by
+// rows. (BM = 64 with dQ split by columns, 64 x 32 each, measured 8% slower at (1,16,8192,64).)
 template <typename T>
-using BwdD64 = BwdConfig<T, 64, 128, 2>;
+using BwdD64 = BwdConfig<T, 64, 128, 2, true>;
 
 fa_status launch_bwd_d64(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
                          bool* launched) {

@@ -7,9 +7,10 @@
 // Grid (key blocks, Hkv, B); a block owns BN = 128 keys of one (batch, kv head) and walks
 // every (query head of the GQA group, query block of BM rows) that sees them, as sm80 does.
 // 1 producer warpgroup + 2 consumer warpgroups, one block per SM:
-//   - producer warp 0: K and V once (TMA), then per step Q_i and dO_i (TMA) and the rows'
-//     lse and D (plain loads: the workspace rows have no 16-byte alignment) into a ring of
-//     kStages stages, each completing on its "full" mbarrier;
+//   - producer warp 0: K and V once (TMA), then per step Q_i and dO_i (TMA, completing on
+//     the stage's "full" mbarrier) and the rows' lse and D (plain loads: the workspace rows
+//     have no 16-byte alignment; handed over through named barriers, see BwdBarrier) into
+//     a ring of kStages stages;
 //   - consumer warpgroup c owns keys 64c .. 64c + 63 of the block and keeps their dK, dV in
 //     registers. Per step (all products wgmma, fp32 accumulators):
 //        S^T  = K Q^T,  dP^T = V dO^T            (shared-memory operands, K-major)
@@ -64,13 +65,19 @@ struct BwdParams {
   KernelParams p;
 };
 
-template <typename T_, int D_, int BM_, int STAGES_>
+template <typename T_, int D_, int BM_, int STAGES_, bool STATS_WITH_TILES_>
 struct BwdConfig {
   using T = T_;
   static constexpr int kD = D_;            // head-dim bucket (64 or 128)
   static constexpr int kBM = BM_;          // query rows per step
   static constexpr int kBN = 128;          // keys per block, 64 per consumer warpgroup
   static constexpr int kStages = STAGES_;  // Q / dO ring depth
+  // Where the consumers wait for a step's lse and D (BwdBarrier): false, right before their
+  // first use, after the step's first products are issued (the producer's global loads
+  // stay off the critical path); true, together with Q and dO: the producer waits for the
+  // stage's TMA and the consumers wait on the named barrier alone, one wait fewer where
+  // registers are short (head dim 64 with dropout spilled 20 bytes the other way).
+  static constexpr bool kStatsWithTiles = STATS_WITH_TILES_;
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = 128 * (1 + kConsumers);
   // Register split after setmaxnreg: 24 x 128 + 240 x 256 = the 168 x 384 of the launch.
@@ -102,15 +109,31 @@ struct BwdConfig {
                 "tiles stay 1024-byte aligned (swizzle atoms)");
 };
 
-// Named barriers (0 is __syncthreads).
+// Named barriers (0 is __syncthreads): the consumers' own, then per stage the hand-over of
+// the lse and D rows between the producer warp and the consumers (32 + 256 threads): the
+// producer arrives at "stats full" after storing them and syncs at "stats free" before
+// overwriting them; the consumers do the reverse. (An mbarrier hand-off of these ordinary
+// stores works as well, but compute-sanitizer's racecheck does not model it and reports
+// hazards: debug/mbar_racecheck.cu. Named barriers it does model.)
 enum BwdBarrier : int {
   kBarConsumers = 1,  // the 256 consumer threads
+  kBarStats = 2,      // stats full of stage s: 2 + s; stats free: 2 + kStages + s
 };
 constexpr int kConsumerThreads = 256;
+constexpr int kStatsThreads = 32 + kConsumerThreads;
+template <class Cfg>
+__device__ __forceinline__ int stats_full_barrier(int stage) {
+  return kBarStats + stage;
+}
+template <class Cfg>
+__device__ __forceinline__ int stats_free_barrier(int stage) {
+  static_assert(kBarStats + 2 * Cfg::kStages <= 16, "16 hardware barriers");
+  return kBarStats + Cfg::kStages + stage;
+}
 
 // Shared memory: K | V | Q stages | dO stages | dS x 2 | lse stages | D stages | bars.
-// Barriers: kv_full (one TMA arrival + bytes); per stage full (the 32 producer lanes +
-// bytes) and empty (one arrival per consumer warp).
+// Barriers: kv_full and per stage full (one TMA arrival + bytes each), per stage empty (one
+// arrival per consumer warp).
 template <class Cfg>
 struct BwdSmem {
   uint32_t k, v, q0, do0, ds0, lse0, dsum0, bars;
@@ -229,9 +252,12 @@ __device__ __forceinline__ void produce_bwd(const BwdParams& P, const BwdSmem<Cf
   for (int step = 0; step < steps.total; ++step, at.next(steps)) {
     const BwdSlot<Cfg> slot(step);
     const int h = at.h, m0 = at.m * BM;
-    if (step >= Cfg::kStages) mbar_wait(sm.empty(slot.stage), slot.parity ^ 1);
+    if (step >= Cfg::kStages) {
+      named_barrier_sync<kStatsThreads>(stats_free_barrier<Cfg>(slot.stage));  // lse, D read
+      mbar_wait(sm.empty(slot.stage), slot.parity ^ 1);  // Q, dO no longer read
+    }
     if (lane == 0) {
-      mbar_expect_tx(sm.full(slot.stage), 2 * Cfg::kQBytes);
+      mbar_arrive_expect_tx(sm.full(slot.stage), 2 * Cfg::kQBytes);
       load_rows<CB, BM>(sm.q(slot.stage), &P.q, sm.full(slot.stage), seq.q_row0 + m0, h, batch);
       load_rows<CB, BM>(sm.dout(slot.stage), &P.dout, sm.full(slot.stage), seq.q_row0 + m0, h,
                         batch);
@@ -250,7 +276,17 @@ __device__ __forceinline__ void produce_bwd(const BwdParams& P, const BwdSmem<Cf
       sm80::sts32(sm.lse(slot.stage) + 4 * r, __float_as_uint(lse));
       sm80::sts32(sm.dsum(slot.stage) + 4 * r, __float_as_uint(dsum));
     }
-    mbar_arrive(sm.full(slot.stage));  // releases this lane's stores
+    if constexpr (Cfg::kStatsWithTiles) {
+      mbar_wait(sm.full(slot.stage), slot.parity);  // the stage's TMA has landed
+    }
+    named_barrier_arrive<kStatsThreads>(stats_full_barrier<Cfg>(slot.stage));
+  }
+  // The consumers' "stats free" arrivals of the last kStages steps, so that every arrival
+  // meets a sync.
+  for (int step = steps.total; step < steps.total + Cfg::kStages; ++step) {
+    if (step >= Cfg::kStages) {
+      named_barrier_sync<kStatsThreads>(stats_free_barrier<Cfg>(step % Cfg::kStages));
+    }
   }
 }
 
@@ -344,7 +380,12 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
     for (int step = 0; step < steps.total; ++step, at.next(steps)) {
       const BwdSlot<Cfg> slot(step);
       const int h = at.h, m0 = at.m * BM;
-      mbar_wait(sm.full(slot.stage), slot.parity);
+      if constexpr (Cfg::kStatsWithTiles) {
+        // Q, dO (the producer saw their TMA complete), lse and D in place.
+        named_barrier_sync<kStatsThreads>(stats_full_barrier<Cfg>(slot.stage));
+      } else {
+        mbar_wait(sm.full(slot.stage), slot.parity);
+      }
       if (nested && m0 + BM > seq.sq) {  // the next sequence's queries (uniform)
         clear_rows<CB, BM>(sm.q(slot.stage), seq.sq - m0, thread);
         clear_rows<CB, BM>(sm.dout(slot.stage), seq.sq - m0, thread);
@@ -377,6 +418,9 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
       pin(s);
       if (sm80::tile_needs_mask(m0, key0, BM, 16, seq.sq, seq.sk, p.causal)) {
         mask_scores_t<NS>(s, key0, m0, seq.sq, seq.sk, p.causal, lane);
+      }
+      if constexpr (!Cfg::kStatsWithTiles) {
+        named_barrier_sync<kStatsThreads>(stats_full_barrier<Cfg>(slot.stage));  // lse, D
       }
       const uint32_t lse_lane = sm.lse(slot.stage) + 8 * t;  // column 2t of each n8 tile
 #pragma unroll
@@ -467,6 +511,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
 
       // ---- every product reading this stage is done: hand it back ----
       wgmma_wait<0>();
+      named_barrier_arrive<kStatsThreads>(stats_free_barrier<Cfg>(slot.stage));
       __syncwarp();
       if (lane == 0) mbar_arrive(sm.empty(slot.stage));
     }
@@ -522,7 +567,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   if (threadIdx.x == 0) {
     mbar_init(sm.kv_full(), 1);
     for (int s = 0; s < Cfg::kStages; ++s) {
-      mbar_init(sm.full(s), 32);
+      mbar_init(sm.full(s), 1);
       mbar_init(sm.empty(s), 4 * Cfg::kConsumers);
     }
     fence_barrier_init();

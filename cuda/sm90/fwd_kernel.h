@@ -63,6 +63,7 @@ struct FwdParams {
   KernelParams p;
   int kv_rows = 0;              // rows of the K and V maps (Sk, or the packed total)
   uint32_t threshold2 = 0;      // dropout: the keep threshold in both 16-bit halves
+  PhiloxKeys keys{};            // dropout: Philox round keys of the seed
   uint32_t bias_tile_bytes = 0;  // bias: bytes one tile's boxes bring (expect-tx)
   int bias_boxes = 0;            // boxes per tile, 128 bytes of keys each
   int bias_box_keys = 0;         // keys per box: 64 (16-bit) or 32 (fp32)
@@ -164,6 +165,29 @@ struct BiasSlot {
   uint32_t parity;
   __device__ BiasSlot(int i, int shift)
       : stage(i & ((1 << shift) - 1)), parity(uint32_t(i >> shift) & 1u) {}
+};
+
+// Ping-pong: the two consumer warpgroups issue their products in turns, so that the
+// tensor cores run one group's products while the other computes its softmax (and
+// dropout). Left to themselves the groups fall into step, and both wait for their scores
+// and then both compute while the tensor cores idle. Round 0 issues S_0, round i (1 <= i <
+// n) S_i and P_{i-1} V_{i-1}, round n the last P V. Group 0 goes first; each group passes
+// the turn to the other after issuing, and group 1 does not pass after its last round, so
+// every arrival meets a wait. Named barriers kFirstTurnBarrier + group, 256 threads each.
+struct IssueTurns {
+  static constexpr int kFirstTurnBarrier = 4;  // after __syncthreads, the epilogue's, clear
+  bool on;
+  int group;       // 0 or 1
+  int last_round;  // n_blocks
+
+  __device__ void wait(int round) const {
+    if (on && (group == 1 || round > 0)) named_barrier_sync(kFirstTurnBarrier + group, 256);
+  }
+  __device__ void pass(int round) const {
+    if (on && (group == 0 || round < last_round)) {
+      named_barrier_arrive(kFirstTurnBarrier + 1 - group, 256);
+    }
+  }
 };
 
 // One tile of `rows` rows x the bucket's head dim: one TMA box per 64-column block.
@@ -353,7 +377,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       }
       softmax.update(s[0], p.softmax_scale_log2, correction);
       if constexpr (kDropout) {
-        dropout_permuted(s[0], p.seed, p.offset, batch_head, P.threshold2, row0, col0, lane);
+        dropout_permuted(s[0], P.keys, p.offset, batch_head, P.threshold2, row0, col0, lane);
       }
     };
     // Waits for the last P V (so O and pa are free) and packs P into pa.
@@ -383,9 +407,12 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       named_barrier_sync(kClearBarrier, 128 * Cfg::kConsumers);
     };
 
+    const IssueTurns turns{Cfg::kConsumers == 2, cw, n_blocks};
     mbar_wait(sm.q_full(), 0);
     mbar_wait(sm.k_full(0), 0);
+    turns.wait(0);
     issue_scores(0);
+    turns.pass(0);
     wgmma_wait<0>();
     pin(s[0]);
     release(sm.k_empty(0));
@@ -403,9 +430,11 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       finish_pv_and_pack();  // P_{i-2} V_{i-2}; P_{i-1} into pa
       if (i >= 2) release(sm.v_empty(RingSlot<Cfg>(i - 2).stage));
       mbar_wait(sm.k_full(cur.stage), cur.parity);
-      issue_scores(cur.stage);
       mbar_wait(sm.v_full(prev.stage), prev.parity);
+      turns.wait(i);
+      issue_scores(cur.stage);
       issue_pv(prev.stage);
+      turns.pass(i);
       wgmma_wait<1>();  // S_i is done
       pin(s[0]);
       release(sm.k_empty(cur.stage));
@@ -415,7 +444,9 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     finish_pv_and_pack();
     const RingSlot<Cfg> last(n_blocks - 1);
     mbar_wait(sm.v_full(last.stage), last.parity);
+    turns.wait(n_blocks);
     issue_pv(last.stage);
+    turns.pass(n_blocks);
     wgmma_wait<0>();
     pin(o[0]);
   }

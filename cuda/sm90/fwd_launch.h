@@ -52,6 +52,7 @@ fa_status launch_fwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool
   params.kv_rows = int(rows_k);
   if (p.has_dropout) {
     params.threshold2 = p.dropout_threshold | (p.dropout_threshold << 16);
+    params.keys = philox_keys(p.seed);
   }
   if constexpr (kBias) {
     // Bias [B, Hq, Sq, Sk] with local rows (nested: the maxima), broadcast dims as size 1.

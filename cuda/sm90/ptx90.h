@@ -89,6 +89,23 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Arrives at named barrier `id` without waiting: with named_barrier_sync on the same id, a
+// one-way signal (`threads` counts the arriving and the waiting threads).
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// The same two with the thread count a constant (one register fewer where registers are
+// tight).
+template <int kThreads>
+__device__ __forceinline__ void named_barrier_sync(int id) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
+}
+template <int kThreads>
+__device__ __forceinline__ void named_barrier_arrive(int id) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
+}
+
 // Makes this thread's ordinary shared-memory stores visible to the async proxy (wgmma,
 // TMA); a barrier among the writers and readers must follow.
 __device__ __forceinline__ void fence_proxy_async_shared() {
@@ -124,16 +141,6 @@ __device__ __forceinline__ void pin(float (&x)[N][4]) {
   for (int i = 0; i < N; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(x[i][e])::"memory");
-}
-
-// ---------------------------------------------------------------------------------------
-// Backward additions (bwd_kernel.h).
-
-// Announces `bytes` of TMA data for the current phase without arriving (the arrivals come
-// separately, e.g. from threads that also stored into the stage with ordinary stores).
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(bytes)
-               : "memory");
 }
 
 }  // namespace sm90

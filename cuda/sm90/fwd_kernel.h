@@ -528,7 +528,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   }
   __syncthreads();
 
-  const int warpgroup = threadIdx.x / 128;
+  // Uniform to ptxas (see warpgroup_index): -5% on the plain and causal forward, -2% with
+  // dropout (H100, one A/B run).
+  const int warpgroup = warpgroup_index();
   if (warpgroup == 0) {
     release_registers<Cfg::kProducerRegs>();
     if (n_blocks > 0 && threadIdx.x == 0) {

@@ -106,6 +106,12 @@ __device__ __forceinline__ void named_barrier_arrive(int id) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
 }
 
+// This thread's warpgroup, broadcast from lane 0 so that ptxas knows it is warp-uniform and
+// keeps what derives from it (wgmma descriptors, tile offsets) in uniform registers.
+__device__ __forceinline__ int warpgroup_index() {
+  return __shfl_sync(0xffffffffu, int(threadIdx.x) / 128, 0);
+}
+
 // Makes this thread's ordinary shared-memory stores visible to the async proxy (wgmma,
 // TMA); a barrier among the writers and readers must follow.
 __device__ __forceinline__ void fence_proxy_async_shared() {

@@ -347,7 +347,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     };
     // O = O * correction + P V of the tile in `stage` (issued, not waited for).
     auto issue_pv = [&](int stage) {
-      DeferredSoftmax::rescale(o[0], correction);
+      if (softmax.rescale_pending) DeferredSoftmax::rescale(o[0], correction);
       const uint64_t v_desc = mn_major_descriptor(sm.v(stage), BN);
       wgmma_fence();
 #pragma unroll

@@ -20,6 +20,12 @@ namespace sm90 {
 
 struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
   static constexpr int kChains = FA_SM90_SOFTMAX_CHAINS;
+  // Lazy rescaling (as FlashAttention-4): a row keeps its reference max until a tile raises
+  // it by more than this many powers of two. Its probabilities then stay <= 2^8 (exact in
+  // float32 and bf16 alike; O, the sum and the LSE all refer to the same max), and O needs
+  // no rescale for that tile: after the first few tiles of a long row, almost never.
+  static constexpr float kRescaleLog2 = 8.0f;
+  bool rescale_pending = true;  // some row of this warp changed its max in the last update
 
   // Folds score tile x in: updates max and sum, overwrites x with the unnormalized
   // probabilities and sets the factor earlier output rows must be multiplied by.
@@ -39,10 +45,12 @@ struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
       for (int n = C; n < NS; ++n) {
         mp[n % C] = fmaxf(mp[n % C], fmaxf(x[n][2 * r], x[n][2 * r + 1]));
       }
-      float m = row_max[0][r];
+      const float old = row_max[0][r];
+      float m = old;
 #pragma unroll
       for (int k = 0; k < C; ++k) m = fmaxf(m, mp[k]);
       m = sm80::quad_max(m);
+      if (old != -INFINITY && (m - old) * scale_log2 <= kRescaleLog2) m = old;
       // A row with nothing visible yet keeps max = -inf: use 0 so exp2 gives 0, not NaN.
       const float m_scaled = m == -INFINITY ? 0.0f : m * scale_log2;
       float sp[C];
@@ -59,10 +67,12 @@ struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
       float sum = sp[0];
 #pragma unroll
       for (int k = 1; k < C; ++k) sum += sp[k];
-      correction[r] = sm80::ex2(fmaf(row_max[0][r], scale_log2, -m_scaled));
+      // Exactly 1 for a kept max (the FFMA below would leave the product's rounding error).
+      correction[r] = m == old ? 1.0f : sm80::ex2(fmaf(old, scale_log2, -m_scaled));
       row_sum[0][r] = fmaf(row_sum[0][r], correction[r], sum);
       row_max[0][r] = m;
     }
+    rescale_pending = __any_sync(0xffffffffu, correction[0] != 1.0f || correction[1] != 1.0f);
   }
 
   template <int DS>

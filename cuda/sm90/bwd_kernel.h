@@ -316,7 +316,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
       clear_rows<CB, BN>(sm.k, rows_k, thread);
       clear_rows<CB, BN>(sm.v, rows_k, thread);
       fence_proxy_async_shared();
-      named_barrier_sync(kBarConsumers, kConsumerThreads);
+      named_barrier_sync<kConsumerThreads>(kBarConsumers);
     }
 
     // A of S^T and dP^T: this warpgroup's 64 keys of K and V (K-major).
@@ -339,7 +339,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
     // and dV spill: measured at head dim 128, 300 bytes.)
     float dq[DQN][4];
     auto issue_dq = [&](int of) {
-      named_barrier_sync(kBarConsumers, kConsumerThreads);
+      named_barrier_sync<kConsumerThreads>(kBarConsumers);
       const uint64_t ds_desc = mn_major_descriptor(sm.ds(of) + (dq_row0 / 64) * BN * 128, BN);
       wgmma_fence();
 #pragma unroll
@@ -390,7 +390,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
         clear_rows<CB, BM>(sm.q(slot.stage), seq.sq - m0, thread);
         clear_rows<CB, BM>(sm.dout(slot.stage), seq.sq - m0, thread);
         fence_proxy_async_shared();
-        named_barrier_sync(kBarConsumers, kConsumerThreads);
+        named_barrier_sync<kConsumerThreads>(kBarConsumers);
       }
 
       // ---- S^T = K Q^T and dP^T = V dO^T, two groups ----
@@ -520,7 +520,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
   }
 
   // ---- epilogue: dK * scale and dV through the K and V tiles ----
-  named_barrier_sync(kBarConsumers, kConsumerThreads);  // no product reads K or V any more
+  named_barrier_sync<kConsumerThreads>(kBarConsumers);  // no product reads K or V any more
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = key_row + g + 8 * r;

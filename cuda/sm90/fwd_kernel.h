@@ -181,11 +181,11 @@ struct IssueTurns {
   int last_round;  // n_blocks
 
   __device__ void wait(int round) const {
-    if (on && (group == 1 || round > 0)) named_barrier_sync(kFirstTurnBarrier + group, 256);
+    if (on && (group == 1 || round > 0)) named_barrier_sync<256>(kFirstTurnBarrier + group);
   }
   __device__ void pass(int round) const {
     if (on && (group == 0 || round < last_round)) {
-      named_barrier_arrive(kFirstTurnBarrier + 1 - group, 256);
+      named_barrier_arrive<256>(kFirstTurnBarrier + 1 - group);
     }
   }
 };
@@ -347,7 +347,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     };
     // O = O * correction + P V of the tile in `stage` (issued, not waited for).
     auto issue_pv = [&](int stage) {
-      if (softmax.rescale_pending) DeferredSoftmax::rescale(o[0], correction);
+      DeferredSoftmax::rescale(o[0], correction);
       const uint64_t v_desc = mn_major_descriptor(sm.v(stage), BN);
       wgmma_fence();
 #pragma unroll
@@ -404,7 +404,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
         }
       }
       fence_proxy_async_shared();
-      named_barrier_sync(kClearBarrier, 128 * Cfg::kConsumers);
+      named_barrier_sync<128 * Cfg::kConsumers>(kClearBarrier);
     };
 
     const IssueTurns turns{Cfg::kConsumers == 2, cw, n_blocks};
@@ -457,7 +457,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
   const int rows_q = seq.sq - m0 < BM ? seq.sq - m0 : BM;
   const int g = lane >> 2, t = lane & 3;
 
-  named_barrier_sync(1 + cw, 128);  // the warpgroup's products no longer read its Q rows
+  named_barrier_sync<128>(1 + cw);  // the warpgroup's products no longer read its Q rows
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = tile_row + g + r * 8;

@@ -83,24 +83,15 @@ __device__ __forceinline__ void claim_registers() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
 }
 
-// Barrier among `threads` threads (a multiple of 32) that use the same id (1..15; 0 is
-// __syncthreads).
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-// Arrives at named barrier `id` without waiting: with named_barrier_sync on the same id, a
-// one-way signal (`threads` counts the arriving and the waiting threads).
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-// The same two with the thread count a constant (one register fewer where registers are
-// tight).
+// Barrier among kThreads threads (a multiple of 32) that use the same id (1..15; 0 is
+// __syncthreads). The count is an immediate: no register for it where registers are tight.
 template <int kThreads>
 __device__ __forceinline__ void named_barrier_sync(int id) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
 }
+
+// Arrives at named barrier `id` without waiting: with named_barrier_sync on the same id, a
+// one-way signal (kThreads counts the arriving and the waiting threads).
 template <int kThreads>
 __device__ __forceinline__ void named_barrier_arrive(int id) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");

@@ -25,7 +25,6 @@ struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
   // float32 and bf16 alike; O, the sum and the LSE all refer to the same max), and O needs
   // no rescale for that tile: after the first few tiles of a long row, almost never.
   static constexpr float kRescaleLog2 = 8.0f;
-  bool rescale_pending = true;  // some row of this warp changed its max in the last update
 
   // Folds score tile x in: updates max and sum, overwrites x with the unnormalized
   // probabilities and sets the factor earlier output rows must be multiplied by.
@@ -72,12 +71,13 @@ struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
       row_sum[0][r] = fmaf(row_sum[0][r], correction[r], sum);
       row_max[0][r] = m;
     }
-    rescale_pending = __any_sync(0xffffffffu, correction[0] != 1.0f || correction[1] != 1.0f);
   }
 
+  // O *= correction, skipped by the whole warp when no row of it moved its max.
   template <int DS>
   __device__ __forceinline__ static void rescale(float (&o)[DS][4],
                                                  const float (&correction)[2]) {
+    if (!__any_sync(0xffffffffu, correction[0] != 1.0f || correction[1] != 1.0f)) return;
 #pragma unroll
     for (int d = 0; d < DS; ++d)
 #pragma unroll

@@ -9,35 +9,21 @@
 //
 // Prints one line per case (errors relative to max |reference|, where the first wrong
 // element is) and a timing table; exits non-zero when a case fails.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "common/params.h"
-#include "flashattn.h"
 #include "sm80/params_build.h"
-#include "sm80/sm80.h"
+#include "sm90/debug/harness.h"
 #include "sm90/sm90.h"
 
 namespace {
 
-#define CHECK(call)                                                                      \
-  do {                                                                                   \
-    const cudaError_t e_ = (call);                                                       \
-    if (e_ != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call,                  \
-                   cudaGetErrorString(e_));                                              \
-      std::exit(2);                                                                      \
-    }                                                                                    \
-  } while (0)
+using harness::from_half_bits;
+using harness::to_half_bits;
 
 struct Case {
   std::string name;
@@ -55,36 +41,9 @@ struct Case {
   int row_pad = 0;
 };
 
-float from_half_bits(uint16_t b, bool bf16);
-
 float bias_value(const std::vector<uint8_t>& bias, int dtype, int64_t i) {
   if (dtype == FA_FLOAT32) return reinterpret_cast<const float*>(bias.data())[i];
   return from_half_bits(reinterpret_cast<const uint16_t*>(bias.data())[i], dtype == FA_BFLOAT16);
-}
-
-uint16_t to_half_bits(float x, bool bf16) {
-  if (bf16) {
-    const __nv_bfloat16 h = __float2bfloat16_rn(x);
-    return *reinterpret_cast<const uint16_t*>(&h);
-  }
-  const __half h = __float2half_rn(x);
-  return *reinterpret_cast<const uint16_t*>(&h);
-}
-
-float from_half_bits(uint16_t b, bool bf16) {
-  if (bf16) return __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(&b));
-  return __half2float(*reinterpret_cast<const __half*>(&b));
-}
-
-// Element offsets of a [B, H, S, D] (or nested [total, H, D]) operand.
-struct Layout {
-  int64_t sb, sh, sr;
-};
-
-Layout layout_of(const Case& c, int heads, int rows, bool nested) {
-  if (nested) return {0, c.d, int64_t(heads) * c.d};
-  if (c.bshd) return {int64_t(rows) * heads * c.d, c.d, int64_t(heads) * c.d};
-  return {int64_t(heads) * rows * c.d, int64_t(rows) * c.d, c.d};
 }
 
 struct Result {
@@ -110,21 +69,14 @@ void run_case(const Case& c, const fa::AttentionParams& base, Run run, uint16_t*
 }
 
 bool check_case(const Case& c, bool with_oracle) {
-  const bool nested = !c.q_lens.empty();
-  const int batch = nested ? int(c.q_lens.size()) : c.batch;
-  std::vector<int> cu_q(batch + 1, 0), cu_k(batch + 1, 0);
-  for (int b = 0; b < batch; ++b) {
-    cu_q[b + 1] = cu_q[b] + (nested ? c.q_lens[b] : c.sq);
-    cu_k[b + 1] = cu_k[b] + (nested ? c.k_lens[b] : c.sk);
-  }
-  const int max_q = nested ? *std::max_element(c.q_lens.begin(), c.q_lens.end()) : c.sq;
-  const int max_k = nested ? *std::max_element(c.k_lens.begin(), c.k_lens.end()) : c.sk;
-  const int64_t total_q = cu_q[batch], total_k = cu_k[batch];
-  const Layout lq = layout_of(c, c.hq, nested ? int(total_q) : c.sq, nested);
-  const Layout lk = layout_of(c, c.hkv, nested ? int(total_k) : c.sk, nested);
-  const size_t q_elems = size_t(nested ? total_q : int64_t(batch) * c.sq) * c.hq * c.d;
-  const size_t k_elems = size_t(nested ? total_k : int64_t(batch) * c.sk) * c.hkv * c.d;
-  const size_t lse_elems = size_t(nested ? total_q : int64_t(batch) * c.sq) * c.hq;
+  const harness::Geometry g = harness::geometry_of(c);
+  const bool nested = g.nested;
+  const int batch = g.batch, max_q = g.max_q, max_k = g.max_k;
+  const std::vector<int>& cu_q = g.cu_q;
+  const std::vector<int>& cu_k = g.cu_k;
+  const int64_t total_q = g.total_q;
+  const harness::Layout lq = g.lq, lk = g.lk;
+  const size_t q_elems = g.q_elems, k_elems = g.k_elems, lse_elems = g.lse_elems;
 
   std::mt19937 rng(1234);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -158,53 +110,20 @@ bool check_case(const Case& c, bool with_oracle) {
             to_half_bits(x, c.bias_dtype == FA_BFLOAT16);
       }
     }
-    CHECK(cudaMalloc(&dbias, hbias.size()));
-    CHECK(cudaMemcpy(dbias, hbias.data(), hbias.size(), cudaMemcpyHostToDevice));
+    dbias = harness::to_device(hbias);
   }
 
-  uint16_t *dq, *dk, *dv, *dout;
-  float* dlse;
-  int32_t *dcu_q = nullptr, *dcu_k = nullptr;
-  CHECK(cudaMalloc(&dq, q_elems * 2));
-  CHECK(cudaMalloc(&dk, k_elems * 2));
-  CHECK(cudaMalloc(&dv, k_elems * 2));
-  CHECK(cudaMalloc(&dout, q_elems * 2));
-  CHECK(cudaMalloc(&dlse, lse_elems * 4));
-  CHECK(cudaMemcpy(dq, hq.data(), q_elems * 2, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(dk, hk.data(), k_elems * 2, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(dv, hv.data(), k_elems * 2, cudaMemcpyHostToDevice));
+  harness::Buffers dev;
+  dev.q = harness::to_device(hq);
+  dev.k = harness::to_device(hk);
+  dev.v = harness::to_device(hv);
+  CHECK(cudaMalloc(&dev.out, q_elems * 2));
+  CHECK(cudaMalloc(&dev.lse, lse_elems * 4));
   if (nested) {
-    CHECK(cudaMalloc(&dcu_q, (batch + 1) * 4));
-    CHECK(cudaMalloc(&dcu_k, (batch + 1) * 4));
-    CHECK(cudaMemcpy(dcu_q, cu_q.data(), (batch + 1) * 4, cudaMemcpyHostToDevice));
-    CHECK(cudaMemcpy(dcu_k, cu_k.data(), (batch + 1) * 4, cudaMemcpyHostToDevice));
+    dev.cu_q = harness::to_device(cu_q);
+    dev.cu_k = harness::to_device(cu_k);
   }
-
-  fa::AttentionParams ap;
-  ap.device = 0;
-  ap.dtype = c.bf16 ? FA_BFLOAT16 : FA_FLOAT16;
-  ap.batch = batch;
-  ap.heads_q = c.hq;
-  ap.heads_kv = c.hkv;
-  ap.head_dim = c.d;
-  ap.seqlen_q = max_q;
-  ap.seqlen_k = max_k;
-  ap.cu_seqlens_q = dcu_q;
-  ap.cu_seqlens_k = dcu_k;
-  ap.total_q = nested ? total_q : 0;
-  ap.total_k = nested ? total_k : 0;
-  ap.q = {dq, lq.sb, lq.sh, lq.sr};
-  ap.k = {dk, lk.sb, lk.sh, lk.sr};
-  ap.v = {dv, lk.sb, lk.sh, lk.sr};
-  ap.out = {dout, lq.sb, lq.sh, lq.sr};
-  // LSE [B, H, S] (nested [total, H]).
-  ap.lse.ptr = dlse;
-  ap.lse.stride_b = nested ? 0 : int64_t(c.hq) * c.sq;
-  ap.lse.stride_head = nested ? 1 : c.sq;
-  ap.lse.stride_row = nested ? c.hq : 1;
-  ap.scale = 1.0f / std::sqrt(float(c.d));
-  ap.causal = c.causal;
-  ap.dropout_p = c.dropout;
+  fa::AttentionParams ap = harness::base_params(c, g, dev);
   if (dbias != nullptr) {
     ap.bias.ptr = dbias;
     ap.bias.dtype = c.bias_dtype;
@@ -212,13 +131,8 @@ bool check_case(const Case& c, bool with_oracle) {
     ap.bias.stride_head = bsh;
     ap.bias.stride_row = bsr;
   }
-  ap.seed = 0x1234567890abcdefull;
-  ap.offset = 77;
 
-  fa::sm80::LaunchContext ctx;
-  ctx.compute_capability = 90;  // the harness runs on Hopper only
-  ctx.device = 0;
-  CHECK(cudaDeviceGetAttribute(&ctx.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+  const fa::sm80::LaunchContext ctx = harness::hopper_context();
   const fa::sm80::KernelParams p = fa::sm80::make_params(ap);
   bool launched = false;
   auto sm80 = [&](const fa::AttentionParams&) {
@@ -233,8 +147,9 @@ bool check_case(const Case& c, bool with_oracle) {
   };
   std::vector<uint16_t> o80, o90;
   std::vector<float> l80, l90;
-  run_case(c, ap, sm80, dout, dlse, q_elems, lse_elems, o80, l80);
-  run_case(c, ap, sm90, dout, dlse, q_elems, lse_elems, o90, l90);
+  uint16_t* d_out = static_cast<uint16_t*>(dev.out);
+  run_case(c, ap, sm80, d_out, dev.lse, q_elems, lse_elems, o80, l80);
+  run_case(c, ap, sm90, d_out, dev.lse, q_elems, lse_elems, o90, l90);
 
   // Float64 reference of out and lse where affordable.
   std::vector<double> oref, lref;
@@ -269,7 +184,7 @@ bool check_case(const Case& c, bool with_oracle) {
           if (mx == -INFINITY) end = 0;  // nothing visible (a -inf bias on every key)
           double sum = 0;
           for (int j = 0; j < end; ++j) sum += std::exp(sc[j] - mx);
-          const int64_t lo = nested ? (q0 + i) * c.hq + h : (int64_t(b) * c.hq + h) * c.sq + i;
+          const int64_t lo = g.lse_index(b, h, i, c.hq, c.sq);
           lref[lo] = end > 0 ? mx + std::log(sum) : -INFINITY;
           for (int e = 0; e < c.d; ++e) {
             double acc = 0;
@@ -294,7 +209,7 @@ bool check_case(const Case& c, bool with_oracle) {
       for (int h = 0; h < c.hq; ++h)
         for (int i = 0; i < sq; ++i) {
           const int64_t qo = b * lq.sb + h * lq.sh + (q0 + i) * lq.sr;
-          const int64_t lo = nested ? (q0 + i) * c.hq + h : (int64_t(b) * c.hq + h) * c.sq + i;
+          const int64_t lo = g.lse_index(b, h, i, c.hq, c.sq);
           const double lr = vs_oracle ? lref[lo] : l80[lo];
           const double ld = std::isinf(lr) && std::isinf(l[lo]) && (lr < 0) == (l[lo] < 0)
                                 ? 0.0
@@ -337,16 +252,8 @@ bool check_case(const Case& c, bool with_oracle) {
                 o90r.lse_err);
   if (!r90.first_bad.empty()) std::printf("  first: %s", r90.first_bad.c_str());
   std::printf("\n");
-  CHECK(cudaFree(dq));
-  CHECK(cudaFree(dk));
-  CHECK(cudaFree(dv));
-  CHECK(cudaFree(dout));
-  CHECK(cudaFree(dlse));
+  dev.release();
   if (dbias != nullptr) CHECK(cudaFree(dbias));
-  if (nested) {
-    CHECK(cudaFree(dcu_q));
-    CHECK(cudaFree(dcu_k));
-  }
   return ok;
 }
 
@@ -355,41 +262,20 @@ bool g_time_sm80 = true;  // --time-sm90: skip the sm80 timings
 
 void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 0.0f,
                bool bias = false) {
-  const size_t elems = size_t(batch) * heads * s * d;
-  uint16_t *q, *k, *v, *o;
-  float* lse;
-  CHECK(cudaMalloc(&q, elems * 2));
-  CHECK(cudaMalloc(&k, elems * 2));
-  CHECK(cudaMalloc(&v, elems * 2));
-  CHECK(cudaMalloc(&o, elems * 2));
-  CHECK(cudaMalloc(&lse, size_t(batch) * heads * s * 4));
-  std::vector<uint16_t> h(elems);
+  Case c{"", batch, heads, heads, s, s, d, causal, true};
+  c.dropout = dropout;
+  const harness::Geometry g = harness::geometry_of(c);
+  std::vector<uint16_t> h(g.q_elems);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto& x : h) x = to_half_bits(normal(rng), true);
-  CHECK(cudaMemcpy(q, h.data(), elems * 2, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(k, h.data(), elems * 2, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(v, h.data(), elems * 2, cudaMemcpyHostToDevice));
-  fa::AttentionParams ap;
-  ap.device = 0;
-  ap.dtype = FA_BFLOAT16;
-  ap.batch = batch;
-  ap.heads_q = ap.heads_kv = heads;
-  ap.head_dim = d;
-  ap.seqlen_q = ap.seqlen_k = s;
-  const int64_t sr = d, sh = int64_t(s) * d, sb = int64_t(heads) * s * d;
-  ap.q = {q, sb, sh, sr};
-  ap.k = {k, sb, sh, sr};
-  ap.v = {v, sb, sh, sr};
-  ap.out = {o, sb, sh, sr};
-  ap.lse.ptr = lse;
-  ap.lse.stride_b = int64_t(heads) * s;
-  ap.lse.stride_head = s;
-  ap.lse.stride_row = 1;
-  ap.scale = 1.0f / std::sqrt(float(d));
-  ap.causal = causal;
-  ap.dropout_p = dropout;
-  ap.seed = 7;
+  harness::Buffers dev;
+  dev.q = harness::to_device(h);
+  dev.k = harness::to_device(h);
+  dev.v = harness::to_device(h);
+  CHECK(cudaMalloc(&dev.out, g.q_elems * 2));
+  CHECK(cudaMalloc(&dev.lse, g.lse_elems * 4));
+  fa::AttentionParams ap = harness::base_params(c, g, dev);
   uint16_t* dbias = nullptr;  // dense [1, H, S, S] bf16, as the seed table's
   if (bias) {
     const size_t n = size_t(heads) * s * s;
@@ -401,28 +287,9 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
     ap.bias.stride_head = int64_t(s) * s;
     ap.bias.stride_row = s;
   }
-  fa::sm80::LaunchContext ctx;
-  ctx.compute_capability = 90;  // the harness runs on Hopper only
-  CHECK(cudaDeviceGetAttribute(&ctx.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+  const fa::sm80::LaunchContext ctx = harness::hopper_context();
   const fa::sm80::KernelParams p = fa::sm80::make_params(ap);
-  cudaEvent_t e0, e1;
-  CHECK(cudaEventCreate(&e0));
-  CHECK(cudaEventCreate(&e1));
-  auto median_us = [&](auto&& launch) {
-    for (int i = 0; i < 3; ++i) launch();
-    std::vector<float> t;
-    for (int i = 0; i < 20; ++i) {
-      CHECK(cudaEventRecord(e0));
-      launch();
-      CHECK(cudaEventRecord(e1));
-      CHECK(cudaEventSynchronize(e1));
-      float ms;
-      CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(ms * 1e3f);
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  };
+  auto median_us = [](auto&& launch) { return harness::median_us(launch, 20); };
   const float t80 = !g_time_sm80 ? 0.0f : median_us([&] {
     d <= 64 ? fa::sm80::launch_fwd_d64(p, true, ctx)
             : d <= 128 ? fa::sm80::launch_fwd_d128(p, true, ctx)
@@ -437,11 +304,7 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
               batch, heads, s, d, int(causal), dropout, int(bias), t80, flops / t80 * 1e-6,
               t90, flops / t90 * 1e-6, launched ? "" : "  (sm90 not launched)");
   if (dbias != nullptr) CHECK(cudaFree(dbias));
-  CHECK(cudaFree(q));
-  CHECK(cudaFree(k));
-  CHECK(cudaFree(v));
-  CHECK(cudaFree(o));
-  CHECK(cudaFree(lse));
+  dev.release();
 }
 
 }  // namespace

@@ -15,38 +15,24 @@
 // with sm90's, outputs poisoned with NaN before each. Prints the largest error of dq, dk and
 // dv relative to max |sm80|, unwritten (NaN) elements and the first bad element; then
 // median timings of the two main kernels. Exits non-zero when a case fails.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "common/params.h"
-#include "flashattn.h"
 #include "sm80/bwd_aux_kernels.h"
 #include "sm80/bwd_plan.h"
 #include "sm80/launch.h"
 #include "sm80/params_build.h"
-#include "sm80/sm80.h"
+#include "sm90/debug/harness.h"
 #include "sm90/sm90.h"
 
 namespace {
 
-#define CHECK(call)                                                                      \
-  do {                                                                                   \
-    const cudaError_t e_ = (call);                                                       \
-    if (e_ != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call,                  \
-                   cudaGetErrorString(e_));                                              \
-      std::exit(2);                                                                      \
-    }                                                                                    \
-  } while (0)
+using harness::from_half_bits;
+using harness::to_half_bits;
 
 struct Case {
   std::string name;
@@ -57,30 +43,6 @@ struct Case {
   float dropout = 0.0f;
   int poison_seq = -1;  // nested: this sequence's q, k, v, dout rows hold +Inf
 };
-
-uint16_t to_bits(float x, bool bf16) {
-  if (bf16) {
-    const __nv_bfloat16 h = __float2bfloat16_rn(x);
-    return *reinterpret_cast<const uint16_t*>(&h);
-  }
-  const __half h = __float2half_rn(x);
-  return *reinterpret_cast<const uint16_t*>(&h);
-}
-
-float from_bits(uint16_t b, bool bf16) {
-  if (bf16) return __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(&b));
-  return __half2float(*reinterpret_cast<const __half*>(&b));
-}
-
-struct Layout {
-  int64_t sb, sh, sr;
-};
-
-Layout layout_of(const Case& c, int heads, int rows, bool nested) {
-  if (nested) return {0, c.d, int64_t(heads) * c.d};
-  if (c.bshd) return {int64_t(rows) * heads * c.d, c.d, int64_t(heads) * c.d};
-  return {int64_t(heads) * rows * c.d, int64_t(rows) * c.d, c.d};
-}
 
 fa_status launch_fwd80(const fa::sm80::KernelParams& p, bool bf16,
                        const fa::sm80::LaunchContext& ctx) {
@@ -139,31 +101,23 @@ struct Err {
 };
 
 bool check_case(const Case& c) {
-  const bool nested = !c.q_lens.empty();
-  const int batch = nested ? int(c.q_lens.size()) : c.batch;
-  std::vector<int> cu_q(batch + 1, 0), cu_k(batch + 1, 0);
-  for (int b = 0; b < batch; ++b) {
-    cu_q[b + 1] = cu_q[b] + (nested ? c.q_lens[b] : c.sq);
-    cu_k[b + 1] = cu_k[b] + (nested ? c.k_lens[b] : c.sk);
-  }
-  const int max_q = nested ? *std::max_element(c.q_lens.begin(), c.q_lens.end()) : c.sq;
-  const int max_k = nested ? *std::max_element(c.k_lens.begin(), c.k_lens.end()) : c.sk;
-  const int64_t total_q = cu_q[batch], total_k = cu_k[batch];
-  const Layout lq = layout_of(c, c.hq, nested ? int(total_q) : c.sq, nested);
-  const Layout lk = layout_of(c, c.hkv, nested ? int(total_k) : c.sk, nested);
-  const size_t q_elems = size_t(nested ? total_q : int64_t(batch) * c.sq) * c.hq * c.d;
-  const size_t k_elems = size_t(nested ? total_k : int64_t(batch) * c.sk) * c.hkv * c.d;
-  const size_t lse_elems = size_t(nested ? total_q : int64_t(batch) * c.sq) * c.hq;
+  const harness::Geometry geo = harness::geometry_of(c);
+  const bool nested = geo.nested;
+  const int batch = geo.batch;
+  const std::vector<int>& cu_q = geo.cu_q;
+  const std::vector<int>& cu_k = geo.cu_k;
+  const harness::Layout lq = geo.lq, lk = geo.lk;
+  const size_t q_elems = geo.q_elems, k_elems = geo.k_elems, lse_elems = geo.lse_elems;
 
   std::mt19937 rng(4321 + c.d);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<uint16_t> hq(q_elems), hk(k_elems), hv(k_elems), hdo(q_elems);
-  for (auto& x : hq) x = to_bits(normal(rng), c.bf16);
-  for (auto& x : hk) x = to_bits(normal(rng), c.bf16);
-  for (auto& x : hv) x = to_bits(normal(rng), c.bf16);
-  for (auto& x : hdo) x = to_bits(normal(rng), c.bf16);
+  for (auto& x : hq) x = to_half_bits(normal(rng), c.bf16);
+  for (auto& x : hk) x = to_half_bits(normal(rng), c.bf16);
+  for (auto& x : hv) x = to_half_bits(normal(rng), c.bf16);
+  for (auto& x : hdo) x = to_half_bits(normal(rng), c.bf16);
   if (nested && c.poison_seq >= 0) {
-    const uint16_t inf = to_bits(INFINITY, c.bf16);
+    const uint16_t inf = to_half_bits(INFINITY, c.bf16);
     const int b = c.poison_seq;
     for (int64_t r = cu_q[b]; r < cu_q[b + 1]; ++r)
       for (int64_t e = 0; e < int64_t(c.hq) * c.d; ++e) {
@@ -177,64 +131,20 @@ bool check_case(const Case& c) {
       }
   }
 
-  uint16_t *dq_in, *dk_in, *dv_in, *d_out, *d_do, *g_dq, *g_dk, *g_dv;
-  float* d_lse;
-  int32_t *dcu_q = nullptr, *dcu_k = nullptr;
-  CHECK(cudaMalloc(&dq_in, q_elems * 2));
-  CHECK(cudaMalloc(&dk_in, k_elems * 2));
-  CHECK(cudaMalloc(&dv_in, k_elems * 2));
-  CHECK(cudaMalloc(&d_out, q_elems * 2));
-  CHECK(cudaMalloc(&d_do, q_elems * 2));
-  CHECK(cudaMalloc(&g_dq, q_elems * 2));
-  CHECK(cudaMalloc(&g_dk, k_elems * 2));
-  CHECK(cudaMalloc(&g_dv, k_elems * 2));
-  CHECK(cudaMalloc(&d_lse, lse_elems * 4));
-  CHECK(cudaMemcpy(dq_in, hq.data(), q_elems * 2, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(dk_in, hk.data(), k_elems * 2, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(dv_in, hv.data(), k_elems * 2, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(d_do, hdo.data(), q_elems * 2, cudaMemcpyHostToDevice));
+  harness::Buffers dev;
+  dev.q = harness::to_device(hq);
+  dev.k = harness::to_device(hk);
+  dev.v = harness::to_device(hv);
+  dev.dout = harness::to_device(hdo);
+  for (void** x : {&dev.out, &dev.dq}) CHECK(cudaMalloc(x, q_elems * 2));
+  for (void** x : {&dev.dk, &dev.dv}) CHECK(cudaMalloc(x, k_elems * 2));
+  CHECK(cudaMalloc(&dev.lse, lse_elems * 4));
   if (nested) {
-    CHECK(cudaMalloc(&dcu_q, (batch + 1) * 4));
-    CHECK(cudaMalloc(&dcu_k, (batch + 1) * 4));
-    CHECK(cudaMemcpy(dcu_q, cu_q.data(), (batch + 1) * 4, cudaMemcpyHostToDevice));
-    CHECK(cudaMemcpy(dcu_k, cu_k.data(), (batch + 1) * 4, cudaMemcpyHostToDevice));
+    dev.cu_q = harness::to_device(cu_q);
+    dev.cu_k = harness::to_device(cu_k);
   }
-
-  fa::AttentionParams ap;
-  ap.device = 0;
-  ap.dtype = c.bf16 ? FA_BFLOAT16 : FA_FLOAT16;
-  ap.batch = batch;
-  ap.heads_q = c.hq;
-  ap.heads_kv = c.hkv;
-  ap.head_dim = c.d;
-  ap.seqlen_q = max_q;
-  ap.seqlen_k = max_k;
-  ap.cu_seqlens_q = dcu_q;
-  ap.cu_seqlens_k = dcu_k;
-  ap.total_q = nested ? total_q : 0;
-  ap.total_k = nested ? total_k : 0;
-  ap.q = {dq_in, lq.sb, lq.sh, lq.sr};
-  ap.k = {dk_in, lk.sb, lk.sh, lk.sr};
-  ap.v = {dv_in, lk.sb, lk.sh, lk.sr};
-  ap.out = {d_out, lq.sb, lq.sh, lq.sr};
-  ap.dout = {d_do, lq.sb, lq.sh, lq.sr};
-  ap.dq = {g_dq, lq.sb, lq.sh, lq.sr};
-  ap.dk = {g_dk, lk.sb, lk.sh, lk.sr};
-  ap.dv = {g_dv, lk.sb, lk.sh, lk.sr};
-  ap.lse.ptr = d_lse;
-  ap.lse.stride_b = nested ? 0 : int64_t(c.hq) * c.sq;
-  ap.lse.stride_head = nested ? 1 : c.sq;
-  ap.lse.stride_row = nested ? c.hq : 1;
-  ap.scale = 1.0f / std::sqrt(float(c.d));
-  ap.causal = c.causal;
-  ap.dropout_p = c.dropout;
-  ap.seed = 0x1234567890abcdefull;
-  ap.offset = 77;
-
-  fa::sm80::LaunchContext ctx;
-  ctx.compute_capability = 90;  // the harness runs on Hopper only
-  ctx.device = 0;
-  CHECK(cudaDeviceGetAttribute(&ctx.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+  const fa::AttentionParams ap = harness::base_params(c, geo, dev);
+  const fa::sm80::LaunchContext ctx = harness::hopper_context();
   fa::sm80::KernelParams p = fa::sm80::make_params(ap);
   if (launch_fwd80(p, c.bf16, ctx) != FA_OK) std::fprintf(stderr, "forward failed\n");
   CHECK(cudaGetLastError());
@@ -246,17 +156,17 @@ bool check_case(const Case& c) {
 
   auto run = [&](bool sm90, std::vector<uint16_t>& dq, std::vector<uint16_t>& dk,
                  std::vector<uint16_t>& dv, bool* launched) {
-    CHECK(cudaMemset(g_dq, 0xff, q_elems * 2));
-    CHECK(cudaMemset(g_dk, 0xff, k_elems * 2));
-    CHECK(cudaMemset(g_dv, 0xff, k_elems * 2));
+    CHECK(cudaMemset(dev.dq, 0xff, q_elems * 2));
+    CHECK(cudaMemset(dev.dk, 0xff, k_elems * 2));
+    CHECK(cudaMemset(dev.dv, 0xff, k_elems * 2));
     backward(p, c.bf16, ctx, sm90, launched);
     CHECK(cudaDeviceSynchronize());
     dq.resize(q_elems);
     dk.resize(k_elems);
     dv.resize(k_elems);
-    CHECK(cudaMemcpy(dq.data(), g_dq, q_elems * 2, cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(dk.data(), g_dk, k_elems * 2, cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(dv.data(), g_dv, k_elems * 2, cudaMemcpyDeviceToHost));
+    CHECK(cudaMemcpy(dq.data(), dev.dq, q_elems * 2, cudaMemcpyDeviceToHost));
+    CHECK(cudaMemcpy(dk.data(), dev.dk, k_elems * 2, cudaMemcpyDeviceToHost));
+    CHECK(cudaMemcpy(dv.data(), dev.dv, k_elems * 2, cudaMemcpyDeviceToHost));
   };
   std::vector<uint16_t> q80, k80, v80, q90, k90, v90;
   bool launched = false;
@@ -265,7 +175,7 @@ bool check_case(const Case& c) {
 
   // Elements of valid rows of sequences other than the poisoned one.
   auto compare = [&](const std::vector<uint16_t>& got, const std::vector<uint16_t>& ref,
-                     const Layout& l, int heads, const std::vector<int>& cu, int dense_len,
+                     const harness::Layout& l, int heads, const std::vector<int>& cu, int dense_len,
                      const char* what) {
     Err e;
     for (int b = 0; b < batch; ++b) {
@@ -276,7 +186,7 @@ bool check_case(const Case& c) {
         for (int i = 0; i < len; ++i)
           for (int x = 0; x < c.d; ++x) {
             const int64_t o = b * l.sb + h * l.sh + (row0 + i) * l.sr + x;
-            const double g = from_bits(got[o], c.bf16), r = from_bits(ref[o], c.bf16);
+            const double g = from_half_bits(got[o], c.bf16), r = from_half_bits(ref[o], c.bf16);
             if (std::isnan(g) || std::isinf(g)) ++e.nan;
             e.max_ref = std::max(e.max_ref, std::fabs(r));
             const double err = std::fabs(g - r);
@@ -307,58 +217,29 @@ bool check_case(const Case& c) {
   for (const Err* e : {&eq, &ek, &ev})
     if (!e->first.empty()) std::printf("  [%ld bad, first %s]", e->bad, e->first.c_str());
   std::printf("\n");
-  for (void* x : {(void*)dq_in, (void*)dk_in, (void*)dv_in, (void*)d_out, (void*)d_do,
-                  (void*)g_dq, (void*)g_dk, (void*)g_dv, (void*)d_lse, (void*)ws})
-    CHECK(cudaFree(x));
-  if (nested) {
-    CHECK(cudaFree(dcu_q));
-    CHECK(cudaFree(dcu_k));
-  }
+  dev.release();
+  CHECK(cudaFree(ws));
   return ok;
 }
 
 // Median time of the two main kernels (and of the whole backward with each) on (B, H, S, D)
 // bf16, in microseconds.
 void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 0.0f) {
-  const size_t elems = size_t(batch) * heads * s * d;
-  uint16_t *q, *k, *v, *o, *dout, *gq, *gk, *gv;
-  float* lse;
-  for (uint16_t** x : {&q, &k, &v, &o, &dout, &gq, &gk, &gv}) CHECK(cudaMalloc(x, elems * 2));
-  CHECK(cudaMalloc(&lse, size_t(batch) * heads * s * 4));
-  std::vector<uint16_t> h(elems);
+  Case c{"", batch, heads, heads, s, s, d, causal, true};
+  c.dropout = dropout;
+  const harness::Geometry geo = harness::geometry_of(c);
+  std::vector<uint16_t> h(geo.q_elems);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (uint16_t* x : {q, k, v, dout}) {
-    for (auto& e : h) e = to_bits(normal(rng), true);
-    CHECK(cudaMemcpy(x, h.data(), elems * 2, cudaMemcpyHostToDevice));
+  harness::Buffers dev;
+  for (void** x : {&dev.q, &dev.k, &dev.v, &dev.dout}) {
+    for (auto& e : h) e = to_half_bits(normal(rng), true);
+    *x = harness::to_device(h);
   }
-  fa::AttentionParams ap;
-  ap.device = 0;
-  ap.dtype = FA_BFLOAT16;
-  ap.batch = batch;
-  ap.heads_q = ap.heads_kv = heads;
-  ap.head_dim = d;
-  ap.seqlen_q = ap.seqlen_k = s;
-  const int64_t sr = d, sh = int64_t(s) * d, sb = int64_t(heads) * s * d;
-  ap.q = {q, sb, sh, sr};
-  ap.k = {k, sb, sh, sr};
-  ap.v = {v, sb, sh, sr};
-  ap.out = {o, sb, sh, sr};
-  ap.dout = {dout, sb, sh, sr};
-  ap.dq = {gq, sb, sh, sr};
-  ap.dk = {gk, sb, sh, sr};
-  ap.dv = {gv, sb, sh, sr};
-  ap.lse.ptr = lse;
-  ap.lse.stride_b = int64_t(heads) * s;
-  ap.lse.stride_head = s;
-  ap.lse.stride_row = 1;
-  ap.scale = 1.0f / std::sqrt(float(d));
-  ap.causal = causal;
-  ap.dropout_p = dropout;
-  ap.seed = 7;
-  fa::sm80::LaunchContext ctx;
-  ctx.compute_capability = 90;  // the harness runs on Hopper only
-  CHECK(cudaDeviceGetAttribute(&ctx.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+  for (void** x : {&dev.out, &dev.dq, &dev.dk, &dev.dv}) CHECK(cudaMalloc(x, geo.q_elems * 2));
+  CHECK(cudaMalloc(&dev.lse, geo.lse_elems * 4));
+  const fa::AttentionParams ap = harness::base_params(c, geo, dev);
+  const fa::sm80::LaunchContext ctx = harness::hopper_context();
   fa::sm80::KernelParams p = fa::sm80::make_params(ap);
   launch_fwd80(p, true, ctx);
   const fa::sm80::BwdPlan plan = fa::sm80::plan_backward(p, false);
@@ -367,24 +248,7 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
   fa::sm80::apply_plan(p, plan, ws, false);
   bool launched = false;
   backward(p, true, ctx, false, &launched);  // the workspace's D and lse
-  cudaEvent_t e0, e1;
-  CHECK(cudaEventCreate(&e0));
-  CHECK(cudaEventCreate(&e1));
-  auto median_us = [&](auto&& launch) {
-    for (int i = 0; i < 3; ++i) launch();
-    std::vector<float> t;
-    for (int i = 0; i < 15; ++i) {
-      CHECK(cudaEventRecord(e0));
-      launch();
-      CHECK(cudaEventRecord(e1));
-      CHECK(cudaEventSynchronize(e1));
-      float ms;
-      CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(ms * 1e3f);
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  };
+  auto median_us = [](auto&& launch) { return harness::median_us(launch, 15); };
   const float m80 = median_us([&] { launch_main80(p, true, ctx); });
   const float m90 = median_us([&] { launch_main90(p, true, ctx, &launched); });
   const float a80 = median_us([&] { backward(p, true, ctx, false, &launched); });
@@ -395,9 +259,8 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
               "   whole bwd: sm80 %7.1f  sm90 %7.1f us (%4.0f TF/s)%s\n",
               batch, heads, s, d, int(causal), dropout, m80, m90, flops / m90 * 1e-6, a80, a90,
               flops / a90 * 1e-6, launched ? "" : "  (sm90 not launched)");
-  for (void* x : {(void*)q, (void*)k, (void*)v, (void*)o, (void*)dout, (void*)gq, (void*)gk,
-                  (void*)gv, (void*)lse, (void*)ws})
-    CHECK(cudaFree(x));
+  dev.release();
+  CHECK(cudaFree(ws));
 }
 
 }  // namespace

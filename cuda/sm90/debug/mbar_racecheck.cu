@@ -1,7 +1,8 @@
 // mbar_racecheck.cu: does compute-sanitizer's racecheck understand mbarrier release/acquire
 // between ordinary shared-memory stores and loads? (It does not: on the H100 with CUDA 13.0,
-// 2026-11-24, it reports 6 hazards on this correct protocol, the same pattern the sm90
-// backward uses to hand lse and D rows from its producer warp to the consumers.)
+// 2026-11-24, it reports 6 hazards on this correct protocol, the pattern the sm90 backward
+// first used to hand lse and D rows from its producer warp to the consumers; it now uses
+// named barriers, which racecheck models.)
 // Producer warp stores 64 floats per stage and each lane arrives on full[s] (count 32);
 // 4 consumer warps wait full[s], load, __syncwarp, lane 0 arrives on empty[s] (count 4).
 // Build: nvcc -O2 -gencode=arch=compute_90a,code=sm_90a -lineinfo mbar_racecheck.cu

@@ -76,7 +76,7 @@ void build_params(const Request& request, const Problem& problem, AttentionParam
   p.dropout_p = request.dropout_p;
   p.seed = request.seed;
   p.offset = uint32_t(request.offset);  // Philox counter word 3: the low 32 bits
-  p.causal = (request.flags & FA_FLAG_CAUSAL) != 0;
+  if ((request.flags & FA_FLAG_CAUSAL) != 0) p.window.right = 0;  // causal: the window (-1, 0)
   p.deterministic = (request.flags & FA_FLAG_DETERMINISTIC) != 0;
   if (request.backward) {
     p.dout = make_operand(*request.dout, nested);

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "common/mask.h"
+
 namespace fa {
 
 // A [batch, head, row, dim] operand; the dim stride is 1.
@@ -77,11 +79,19 @@ struct AttentionParams {
   float dropout_p = 0.0f;
   uint64_t seed = 0;
   uint32_t offset = 0;  // low 32 bits of the ABI's offset: Philox counter word 3
-  bool causal = false;
+
+  // Visibility (common/mask.h): causal is folded in as window.right = 0 by the api layer.
+  Window window;
+  // Score features (common/score.h).
+  float softcap = 0.0f;                  // 0 = off, else > 0
+  const float* alibi_slopes = nullptr;   // float32, slope of (b, h) at b * alibi_stride_b + h
+  int64_t alibi_stride_b = 0;            // 0 for [Hq] slopes, Hq for [B, Hq]
+  const float* sinks = nullptr;          // float32 [Hq], one logit per query head
 
   // Backward only.
   Operand dout, dq, dk, dv;
   BiasOperand dbias;  // ptr == nullptr: not wanted
+  float* dsinks = nullptr;  // float32 [Hq]; required when sinks are given
   bool deterministic = false;
 
   void* stream = nullptr;  // cudaStream_t
@@ -89,6 +99,9 @@ struct AttentionParams {
   uint64_t workspace_bytes = 0;
 
   bool nested() const { return cu_seqlens_q != nullptr; }
+  bool windowed() const { return window.left >= 0 || window.right >= 0; }
+  // The visibility rule of sequence lengths (sq, sk).
+  KeyRange key_range(int64_t sq, int64_t sk) const { return KeyRange{window, sq, sk}; }
 };
 
 }  // namespace fa

@@ -1,6 +1,7 @@
 // attention_tiles.cpp: tile loading, scoring and masking shared by the CPU passes.
 #include "cpu/attention_tiles.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -71,12 +72,12 @@ void compute_scores(const AttentionParams& params, const SequenceSpan& span, con
                    bias_offset(params.bias, tile.b, tile.h, i, tile.j0), tile.cols, bias_row);
       for (int64_t c = 0; c < tile.cols; ++c) row[c] += bias_row[c];
     }
-    int64_t visible_end = tile.cols;  // columns [0, visible_end) of the tile are visible
-    if (params.causal) {
-      const int64_t key_end = causal_key_end(i, span.q_len, span.k_len) - tile.j0;
-      visible_end = key_end < visible_end ? key_end : visible_end;
-      if (visible_end < 0) visible_end = 0;
-    }
+    // Columns [visible_begin, visible_end) of the tile are visible (common/mask.h).
+    const KeyRange range = params.key_range(span.q_len, span.k_len);
+    const int64_t visible_begin = std::clamp<int64_t>(range.key_begin(i) - tile.j0, 0, tile.cols);
+    const int64_t visible_end =
+        std::clamp<int64_t>(range.key_end(i) - tile.j0, visible_begin, tile.cols);
+    for (int64_t c = 0; c < visible_begin; ++c) row[c] = kMasked;
     for (int64_t c = visible_end; c < kColBlock; ++c) row[c] = kMasked;
   }
 }

@@ -128,11 +128,11 @@ void key_block_gradients(const AttentionParams& params, const Deltas& deltas, in
   QueryBlock query;
   TileScratch scratch;
 
-  // Under the causal rule, rows before first_row see none of these keys.
-  int64_t first_row = 0;
-  if (params.causal) first_row = std::max<int64_t>(0, j0 - (span.k_len - span.q_len));
+  // Only row blocks that see one of these keys (common/mask.h).
+  const QueryBlocks blocks = query_blocks(params.key_range(span.q_len, span.k_len), j0,
+                                          int(kColBlock), int(kRowBlock));
   for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
-    for (int64_t i0 = first_row / kRowBlock * kRowBlock; i0 < span.q_len; i0 += kRowBlock) {
+    for (int64_t i0 = blocks.first * kRowBlock; i0 < std::min<int64_t>(span.q_len, blocks.last * kRowBlock); i0 += kRowBlock) {
       const Tile tile{b, h, i0, std::min(kRowBlock, span.q_len - i0), j0, cols};
       query.load(params, deltas, span, b, h, i0, tile.rows);
       tile_gradients(params, span, tile, query, kt.data(), vt.data(), scratch, p_dropped.data(),
@@ -197,13 +197,14 @@ void query_block_gradients(const AttentionParams& params, const Deltas& deltas,
     const SequenceSpan span = sequence_span(params, b);
     if (i0 >= span.q_len) continue;
     const int64_t rows = std::min(kRowBlock, span.q_len - i0);
-    const int64_t key_end =
-        params.causal ? causal_key_end(i0 + rows - 1, span.q_len, span.k_len) : span.k_len;
+    const KeyBlocks blocks =
+        key_blocks(params.key_range(span.q_len, span.k_len), i0, i0 + rows, int(kColBlock));
     for (int64_t h = item_h; h < (plan.reduce_h ? params.heads_q : item_h + 1); ++h) {
       const int64_t kv_head = h / group;
       query.load(params, deltas, span, b, h, i0, rows);
       dq.assign(rows * depth, 0.0f);
-      for (int64_t j0 = 0; j0 < key_end; j0 += kColBlock) {
+      for (int64_t j0 = blocks.first * kColBlock; j0 < blocks.last * kColBlock;
+           j0 += kColBlock) {
         const Tile tile{b, h, i0, rows, j0, std::min(kColBlock, span.k_len - j0)};
         load_rows_transposed(params, params.k, b, kv_head, span.k_start + j0, tile.cols,
                              kt.data());

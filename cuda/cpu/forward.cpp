@@ -33,11 +33,11 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
   if (dropout) factors.resize(rows * kColBlock);
   load_rows(params, params.q, b, h, span.q_start + i0, rows, q.data());
 
-  // Keys past the last row's causal limit are invisible to the whole block.
-  const int64_t key_end =
-      params.causal ? causal_key_end(i0 + rows - 1, span.q_len, span.k_len) : span.k_len;
+  // Key blocks no row of the block sees are skipped (common/mask.h).
+  const KeyBlocks blocks =
+      key_blocks(params.key_range(span.q_len, span.k_len), i0, i0 + rows, int(kColBlock));
   float weights[kColBlock];
-  for (int64_t j0 = 0; j0 < key_end; j0 += kColBlock) {
+  for (int64_t j0 = blocks.first * kColBlock; j0 < blocks.last * kColBlock; j0 += kColBlock) {
     const Tile tile{b, h, i0, rows, j0, std::min(kColBlock, span.k_len - j0)};
     load_rows_transposed(params, params.k, b, kv_head, span.k_start + j0, tile.cols, kt.data());
     load_rows(params, params.v, b, kv_head, span.k_start + j0, tile.cols, v.data());

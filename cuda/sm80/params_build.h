@@ -57,7 +57,7 @@ inline KernelParams make_params(const AttentionParams& ap) {
   p.total_q = ap.total_q;
   p.total_k = ap.total_k;
   p.scale = ap.scale;
-  p.causal = ap.causal;
+  p.causal = ap.window.right == 0;
   p.has_bias = ap.bias.ptr != nullptr;
   constexpr float kLog2e = 1.4426950408889634f;
   p.softmax_scale_log2 = p.has_bias ? kLog2e : ap.scale * kLog2e;

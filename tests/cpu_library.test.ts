@@ -208,8 +208,8 @@ Deno.test("library: the process honours FLASHATTN_LIB (copy works; missing or bo
   }
 });
 
-/** The kernels' self-test harnesses: in the tree, but not needed by `make lib`. */
-const NOT_SHIPPED = ["cuda/sm80/selftest/", "cuda/sm90/debug/"];
+/** The kernels' debug harnesses: in the tree, but not needed by `make lib`. */
+const NOT_SHIPPED = ["cuda/sm90/debug/"];
 
 /** Makefile + the files under cuda/: git-tracked ones in a checkout, else every file there. */
 async function buildSources(): Promise<string[]> {

@@ -1,5 +1,6 @@
-// cuda_backend.cpp: the CUDA backend entry points, served by the sm80 kernels (mma.sync),
-// whose forward hands Hopper-supported cases to the sm90 kernels (wgmma/TMA).
+// cuda_backend.cpp: the CUDA backend entry points: operand staging, then the dispatcher
+// (cuda_dispatch.cu), which runs each case on the sm90 (wgmma/TMA) or sm80 (mma.sync)
+// kernels.
 //
 // The kernels load and store rows with 16-byte vectors: every q/k/v/out/dout/dq/dk/dv they
 // see must start on a 16-byte boundary and have non-last strides that are multiples of 8
@@ -21,7 +22,7 @@
 #include "common/backends.h"
 #include "common/scratch_pool.h"
 #include "common/status.h"
-#include "sm80/sm80.h"
+#include "api/cuda_dispatch.h"
 
 namespace fa {
 namespace {
@@ -203,17 +204,19 @@ class Staging {
 }  // namespace
 
 fa_status cuda_forward(const AttentionParams& params) {
+  if (const fa_status s = dispatch_check_features(params)) return s;
   AttentionParams staged = params;
   Staging staging(params);
   if (const fa_status s = staging.stage("q", &staged.q, false, false)) return s;
   if (const fa_status s = staging.stage("k", &staged.k, true, false)) return s;
   if (const fa_status s = staging.stage("v", &staged.v, true, false)) return s;
   if (const fa_status s = staging.stage("out", &staged.out, false, true)) return s;
-  if (const fa_status s = sm80_forward(staged)) return s;
+  if (const fa_status s = dispatch_forward(staged)) return s;
   return staging.finish();
 }
 
 fa_status cuda_backward(const AttentionParams& params) {
+  if (const fa_status s = dispatch_check_features(params)) return s;
   AttentionParams staged = params;
   Staging staging(params);
   if (const fa_status s = staging.stage("q", &staged.q, false, false)) return s;
@@ -224,13 +227,13 @@ fa_status cuda_backward(const AttentionParams& params) {
   if (const fa_status s = staging.stage("dq", &staged.dq, false, true)) return s;
   if (const fa_status s = staging.stage("dk", &staged.dk, true, true)) return s;
   if (const fa_status s = staging.stage("dv", &staged.dv, true, true)) return s;
-  if (const fa_status s = sm80_backward(staged)) return s;
+  if (const fa_status s = dispatch_backward(staged)) return s;
   return staging.finish();
 }
 
 // The workspace depends on the problem's sizes, not on where the operands live.
 fa_status cuda_backward_workspace_size(const AttentionParams& params, uint64_t* bytes) {
-  return sm80_backward_workspace_size(params, bytes);
+  return dispatch_backward_workspace_size(params, bytes);
 }
 
 }  // namespace fa

@@ -10,7 +10,7 @@
 #pragma once
 
 #include "flashattn.h"
-#include "sm80/kernel_params.h"
+#include "common/kernel_params.h"
 #include "sm80/tile.h"
 
 namespace fa {

@@ -8,15 +8,20 @@
 // bitwise repeatable. Costs two extra products (S and dP) over the atomic path.
 #pragma once
 
+#include "common/mask.h"
+#include "common/seqlen.h"
+#include "common/tile_scheduler.h"
 #include "sm80/bias.h"
-#include "sm80/dropout.h"
-#include "sm80/kernel_params.h"
+#include "common/dropout.h"
+#include "common/kernel_params.h"
 #include "sm80/masking.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
 namespace fa {
 namespace sm80 {
+
+using DqScheduler = StaticTileScheduler<true>;
 
 template <typename T_, int D_, int BM_, int BN_, int STAGES_>
 struct DqConfig {
@@ -39,8 +44,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   using QTile = typename Cfg::QTile;
   using KTile = typename Cfg::KTile;
 
-  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);
-  const int h = blockIdx.y, b = blockIdx.z;
+  const WorkTile work = DqScheduler::tile();
+  const int m_block = work.block, h = work.head, b = work.batch;
   const SeqInfo seq(p, b);
   const int m0 = m_block * BM;
   if (m0 >= seq.sq) return;
@@ -57,8 +62,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   constexpr uint32_t kStageBytes = 2 * KTile::kBytes;
 
   const int rows_q = seq.sq - m0 < BM ? seq.sq - m0 : BM;
-  const int64_t key_end = seq.key_end(p.causal, int64_t(m0) + BM);
-  const int n_blocks = key_end > 0 ? int((key_end + BN - 1) / BN) : 0;
+  const KeyBlocks blocks = key_blocks(seq.range(p), m0, m0 + BM, BN);
+  const int n_first = blocks.first, n_blocks = blocks.last;
 
   const T* k_ptr = p.k.row<const T>(b, hk, seq.k_row0);
   const T* v_ptr = p.v.row<const T>(b, hk, seq.k_row0);
@@ -72,7 +77,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   };
 
   const int64_t q_row = int64_t(seq.q_row0) + m0;
-  if (n_blocks > 0) {
+  if (n_blocks > n_first) {
     load_tile_async<BM, D, Cfg::kThreads>(sQ, p.q.row<const T>(b, h, q_row), p.q.sr, rows_q,
                                           p.head_dim, tid);
     load_tile_async<BM, D, Cfg::kThreads>(sO, p.dout.row<const T>(b, h, q_row), p.dout.sr,
@@ -102,11 +107,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   float acc_dq[1][DS][4];
   zero(acc_dq);
 
-  for (int n = n_blocks - 1; n >= 0; --n) {
+  for (int n = n_blocks - 1; n >= n_first; --n) {
     const uint32_t stage = ((n_blocks - 1 - n) % Cfg::kStages) * kStageBytes;
     cp_async_wait<0>();
     __syncthreads();  // K_n, V_n visible; everyone is done with the previous stage
-    if (Cfg::kStages == 2 && n > 0) {
+    if (Cfg::kStages == 2 && n > n_first) {
       load_kv(n - 1);
       cp_async_commit();
     }
@@ -121,8 +126,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
     const int col0 = n * BN;
     if (p.has_bias) add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
-    if (tile_needs_mask(m0, col0, BM, BN, seq.sq, seq.sk, p.causal)) {
-      mask_scores(acc_s, row0, col0, seq.sq, seq.sk, p.causal, lane);
+    if (!seq.range(p).tile_fully_visible(m0, BM, col0, BN)) {
+      mask_scores(acc_s, row0, col0, seq.range(p), lane);
     }
 #pragma unroll
     for (int j = 0; j < NS; ++j)
@@ -145,7 +150,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
     gemm_rs<T, 1, DS, BN / 16, KTile, BOperand::kKMajor>(acc_dq, acc_dp, kt_lane + stage);
 
-    if (Cfg::kStages == 1 && n > 0) {
+    if (Cfg::kStages == 1 && n > n_first) {
       __syncthreads();  // everyone is done with K_n, V_n
       load_kv(n - 1);
       cp_async_commit();

@@ -19,16 +19,21 @@
 // then computes dQ per query block without atomics.
 #pragma once
 
+#include "common/mask.h"
+#include "common/seqlen.h"
+#include "common/tile_scheduler.h"
 #include "sm80/bias.h"
-#include "sm80/dbias.h"
-#include "sm80/dropout.h"
-#include "sm80/kernel_params.h"
+#include "common/dbias.h"
+#include "common/dropout.h"
+#include "common/kernel_params.h"
 #include "sm80/masking.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
 namespace fa {
 namespace sm80 {
+
+using BwdScheduler = StaticTileScheduler<false>;
 
 // WM_S: warps along the query rows for S/dP; WN_KV: warps along the keys for dK/dV;
 // WM_Q: warps along the query rows for dQ. The other dimension gets 8 / that.
@@ -74,7 +79,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   using KTile = typename Cfg::KTile;
   using PTile = typename Cfg::PTile;
 
-  const int n_block = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const WorkTile work = BwdScheduler::tile();
+  const int n_block = work.block, hk = work.head, b = work.batch;
   const SeqInfo seq(p, b);
   const int n0 = n_block * BN;
   if (n0 >= seq.sk) return;  // nested batches: past this sequence's keys
@@ -109,8 +115,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const uint32_t k_lane_q = xor_chunks(KTile::lane_rows16(sK, lane), wd_q * DS_Q);
 
   // Query blocks that see these keys, for each head of the group.
-  const int m_begin = int(seq.first_row_seeing(p.causal, n0) / BM);
-  const int m_end = (seq.sq + BM - 1) / BM;
+  const QueryBlocks blocks = query_blocks(seq.range(p), n0, BN, BM);
+  const int m_begin = blocks.first, m_end = blocks.last;
   const int num_m = m_end > m_begin ? m_end - m_begin : 0;
   const int total = p.group * num_m;
 
@@ -187,8 +193,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     } else if (p.has_bias) {
       add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
     }
-    if (tile_needs_mask(m0, n0, BM, BN, seq.sq, seq.sk, p.causal)) {
-      mask_scores(acc_s, row0, col0, seq.sq, seq.sk, p.causal, lane);
+    if (!seq.range(p).tile_fully_visible(m0, BM, n0, BN)) {
+      mask_scores(acc_s, row0, col0, seq.range(p), lane);
     }
     // P (in acc_s), then dS (in acc_dp) and the dropped Pd (in acc_s).
 #pragma unroll

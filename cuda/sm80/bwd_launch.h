@@ -2,12 +2,12 @@
 // configuration.
 #pragma once
 
+#include "common/launch.h"
 #include "common/status.h"
 #include "sm80/bias.h"
 #include "sm80/bwd_dq_kernel.h"
 #include "sm80/bwd_kernel.h"
-#include "sm80/bwd_plan.h"
-#include "sm80/launch.h"
+#include "sm80/sm80.h"
 
 namespace fa {
 namespace sm80 {
@@ -33,7 +33,7 @@ fa_status launch_bwd_main(const KernelParams& params, const LaunchContext& ctx) 
   const fa_status s = p.bias_staged ? ensure_smem<bwd_kernel<Cfg, true>>(ctx.device, smem)
                                     : ensure_smem<bwd_kernel<Cfg, false>>(ctx.device, smem);
   if (s != FA_OK) return s;
-  const dim3 grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
+  const dim3 grid = BwdScheduler::grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
   if (empty_grid(grid)) return FA_OK;
   FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);
   FA_CUDA_CHECK(cudaGetLastError());
@@ -46,7 +46,7 @@ fa_status launch_bwd_dq(const KernelParams& p, const LaunchContext& ctx) {
   if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
   auto kernel = bwd_dq_kernel<Cfg>;
   if (const fa_status s = ensure_smem<bwd_dq_kernel<Cfg>>(ctx.device, smem)) return s;
-  const dim3 grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
+  const dim3 grid = DqScheduler::grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
   if (empty_grid(grid)) return FA_OK;
   FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);
   FA_CUDA_CHECK(cudaGetLastError());

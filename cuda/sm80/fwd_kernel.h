@@ -1,12 +1,12 @@
 // fwd_kernel.h: the forward kernel (FlashAttention-2 on mma.sync).
 //
-// Grid (query blocks, Hq, B); one block computes BM query rows of one (batch, head):
+// One block computes BM query rows of one (batch, head), the tile FwdScheduler gives it:
 //   - Q tile: cp.async to shared memory once; each warp owns MS 16-row slabs of it and
 //     reads its A fragments with ldmatrix at every key block.
 //   - K and V tiles of BN keys stream through one buffer each, overlapped FA2-style:
 //     V_n is loaded while S = Q K_n^T is computed, K_{n-1} while softmax and O += P V_n run.
 //     Key blocks are visited last to first, so the masked ones (key tail, causal diagonal)
-//     come first; causal blocks past the diagonal are never visited.
+//     come first; blocks outside the window (common/mask.h key_blocks) are never visited.
 //   - S stays in registers: bias, masks, online softmax (exp2 with the scale folded in),
 //     dropout, then its accumulators are repacked as the A operand of P V.
 //   - Epilogue: O / l through the warp's own rows of the Q tile in shared memory, 16-byte
@@ -14,16 +14,22 @@
 // Head dims below the bucket D are zero-filled on load and masked on store.
 #pragma once
 
+#include "common/dropout.h"
+#include "common/kernel_params.h"
+#include "common/mask.h"
+#include "common/online_softmax.h"
+#include "common/seqlen.h"
+#include "common/tile_scheduler.h"
 #include "sm80/bias.h"
-#include "sm80/dropout.h"
-#include "sm80/kernel_params.h"
 #include "sm80/masking.h"
-#include "sm80/softmax.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
 namespace fa {
 namespace sm80 {
+
+// Heaviest (causal) query blocks first.
+using FwdScheduler = StaticTileScheduler<true>;
 
 template <typename T_, int D_, int BM_, int BN_, int WARPS_, int MIN_BLOCKS_>
 struct FwdConfig {
@@ -56,9 +62,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   using QTile = typename Cfg::QTile;
   using KTile = typename Cfg::KTile;
 
-  // Heaviest (causal) query blocks first.
-  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);
-  const int h = blockIdx.y, b = blockIdx.z;
+  const WorkTile work = FwdScheduler::tile();
+  const int m_block = work.block, h = work.head, b = work.batch;
   const SeqInfo seq(p, b);
   const int m0 = m_block * BM;
   if (m0 >= seq.sq) return;  // nested batches: past this sequence's end
@@ -78,8 +83,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const T* v_ptr = p.v.row<const T>(b, hk, seq.k_row0);
   const int rows_q = seq.sq - m0 < BM ? seq.sq - m0 : BM;
 
-  const int64_t key_end = seq.key_end(p.causal, int64_t(m0) + BM);
-  const int n_blocks = key_end > 0 ? int((key_end + BN - 1) / BN) : 0;
+  // Key blocks [n_first, n_blocks) hold every key a row of this block sees.
+  const KeyBlocks blocks = key_blocks(seq.range(p), m0, m0 + BM, BN);
+  const int n_first = blocks.first, n_blocks = blocks.last;
 
   const int warp_row = warp * MS * 16;  // first row of this warp's slabs in the tile
   const uint32_t q_lane = QTile::lane_rows16(sQ + warp_row * QTile::kRowBytes, lane);
@@ -103,14 +109,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
                                                 tid);
   };
 
-  if (n_blocks > 0) {
+  if (n_blocks > n_first) {
     load_tile_async<BM, D, Cfg::kThreads>(sQ, q_ptr, p.q.sr, rows_q, p.head_dim, tid);
     load_kv(sK, k_ptr, p.k.sr, n_blocks - 1);
     if (p.bias_staged) load_bias(n_blocks - 1);
     cp_async_commit();
   }
 
-  for (int n = n_blocks - 1; n >= 0; --n) {
+  for (int n = n_blocks - 1; n >= n_first; --n) {
     cp_async_wait<0>();
     __syncthreads();  // K_n (and Q) visible; every warp is done with V_{n+1}
     load_kv(sV, v_ptr, p.v.sr, n);
@@ -127,13 +133,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     } else if (p.has_bias) {
       add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
     }
-    if (tile_needs_mask(m0, col0, BM, BN, seq.sq, seq.sk, p.causal)) {
-      mask_scores(acc_s, row0, col0, seq.sq, seq.sk, p.causal, lane);
+    if (!seq.range(p).tile_fully_visible(m0, BM, col0, BN)) {
+      mask_scores(acc_s, row0, col0, seq.range(p), lane);
     }
 
     cp_async_wait<0>();
     __syncthreads();  // V_n visible; every warp is done with K_n (and the bias tile)
-    if (n > 0) {
+    if (n > n_first) {
       load_kv(sK, k_ptr, p.k.sr, n - 1);
       if (p.bias_staged) load_bias(n - 1);
       cp_async_commit();

@@ -1,9 +1,9 @@
 // fwd_launch.h: launches the forward kernel of one configuration.
 #pragma once
 
+#include "common/launch.h"
 #include "common/status.h"
 #include "sm80/fwd_kernel.h"
-#include "sm80/launch.h"
 #include "sm80/sm80.h"
 
 namespace fa {
@@ -35,7 +35,7 @@ fa_status launch_fwd(const KernelParams& params, const LaunchContext& ctx) {
                           ? ensure_smem<fwd_kernel<Cfg, true>>(ctx.device, smem_max)
                           : ensure_smem<fwd_kernel<Cfg, false>>(ctx.device, smem_max);
   if (s != FA_OK) return s;
-  const dim3 grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
+  const dim3 grid = FwdScheduler::grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
   if (empty_grid(grid)) return FA_OK;
   FA_LAUNCH(kernel, grid, Cfg::kThreads, smem, ctx.stream, p);
   FA_CUDA_CHECK(cudaGetLastError());

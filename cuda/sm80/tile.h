@@ -2,56 +2,18 @@
 //
 //   SmemTile          a row-major tile of 16-bit elements with XOR-swizzled 16-byte chunks
 //   load_tile_async   global -> SmemTile with cp.async, zero-filled outside the valid box
-//   pack2 / unpack2   fp32 pairs <-> fp16/bf16 pairs in one register
-//   quad_max / sum    reductions over the 4 lanes that share an accumulator row
-// The PTX wrappers (ldmatrix, mma, cp.async) are in ptx.h; their fragment layouts are
-// documented there. The accumulators of two neighbouring n8 tiles are, packed to 16 bits,
+// Register fragments (pack2 / unpack2, quad reductions, acc_to_a) are common/fragments.h's
+// and the PTX wrappers (ldmatrix, mma, cp.async) common/ptx.h's, whose fragment layouts
+// are documented there. The accumulators of two neighbouring n8 tiles are, packed to 16 bits,
 // exactly the A fragment of one k16 step: that is how P goes from softmax to P V without
 // shared memory.
 #pragma once
 
-#include "sm80/ptx.h"
+#include "common/fragments.h"
+#include "common/ptx.h"
 
 namespace fa {
 namespace sm80 {
-
-// ---------------------------------------------------------------------------------------
-// Conversions.
-
-// Two floats -> two 16-bit values in one register, `lo` in the low half (round to nearest).
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if constexpr (std::is_same_v<T, __half>) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  } else {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-}
-
-// The two 16-bit values of a register as floats.
-template <typename T>
-__device__ __forceinline__ float2 unpack2(uint32_t bits) {
-  if constexpr (std::is_same_v<T, __half>) {
-    return __half22float2(*reinterpret_cast<const __half2*>(&bits));
-  } else {
-    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bits));
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Reductions over the 4 lanes of a quad (the lanes that share an accumulator row).
-
-__device__ __forceinline__ float quad_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(kFullMask, v, 1));
-  return fmaxf(v, __shfl_xor_sync(kFullMask, v, 2));
-}
-
-__device__ __forceinline__ float quad_sum(float v) {
-  v += __shfl_xor_sync(kFullMask, v, 1);
-  return v + __shfl_xor_sync(kFullMask, v, 2);
-}
 
 // ---------------------------------------------------------------------------------------
 // Shared memory tiles.

@@ -71,15 +71,6 @@ __device__ __forceinline__ void gemm_ss(float (&acc)[MS][NS][4], uint32_t a_lane
   }
 }
 
-// The A fragment of k16 step kk built from fp32 accumulators of n8 tiles 2 kk, 2 kk + 1.
-template <typename T, int NSRC>
-__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&p)[NSRC][4], int kk) {
-  a[0] = pack2<T>(p[2 * kk][0], p[2 * kk][1]);
-  a[1] = pack2<T>(p[2 * kk][2], p[2 * kk][3]);
-  a[2] = pack2<T>(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-  a[3] = pack2<T>(p[2 * kk + 1][2], p[2 * kk + 1][3]);
-}
-
 // acc[MS][NS] += P (MS*16 x KSTEPS*16, fp32 accumulators in registers) * B (smem).
 template <typename T, int MS, int NS, int KSTEPS, class BTile, BOperand kB>
 __device__ __forceinline__ void gemm_rs(float (&acc)[MS][NS][4],
@@ -100,16 +91,6 @@ __device__ __forceinline__ void gemm_rs(float (&acc)[MS][NS][4],
       }
     }
   }
-}
-
-template <int MS, int NS>
-__device__ __forceinline__ void zero(float (&acc)[MS][NS][4]) {
-#pragma unroll
-  for (int s = 0; s < MS; ++s)
-#pragma unroll
-    for (int n = 0; n < NS; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[s][n][e] = 0.0f;
 }
 
 // Calls f(s, n, e, row, col) for every accumulator of a warp tile whose first row/column

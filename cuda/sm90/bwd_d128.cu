@@ -11,7 +11,7 @@ namespace sm90 {
 template <typename T>
 using BwdD128 = BwdConfig<T, 128, 64, 2, false>;
 
-fa_status launch_bwd_d128(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
+fa_status launch_bwd_d128(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                           bool* launched) {
   return bf16 ? launch_bwd<BwdD128<__nv_bfloat16>>(p, ctx, launched)
               : launch_bwd<BwdD128<__half>>(p, ctx, launched);

@@ -10,7 +10,7 @@ namespace sm90 {
 template <typename T>
 using BwdD64 = BwdConfig<T, 64, 128, 2, true>;
 
-fa_status launch_bwd_d64(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
+fa_status launch_bwd_d64(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                          bool* launched) {
   return bf16 ? launch_bwd<BwdD64<__nv_bfloat16>>(p, ctx, launched)
               : launch_bwd<BwdD64<__half>>(p, ctx, launched);

@@ -36,11 +36,12 @@
 
 #include <cmath>
 
-#include "sm80/dropout.h"
-#include "sm80/kernel_params.h"
-#include "sm80/masking.h"
-#include "sm80/tile.h"
-#include "sm80/warp_gemm.h"
+#include "common/dropout.h"
+#include "common/kernel_params.h"
+#include "common/fragments.h"
+#include "common/mask.h"
+#include "common/seqlen.h"
+#include "common/tile_scheduler.h"
 #include "sm90/bwd_scores.h"
 #include "sm90/ptx90.h"
 #include "sm90/wgmma.h"
@@ -56,8 +57,9 @@
 namespace fa {
 namespace sm90 {
 
-using sm80::KernelParams;
-using sm80::SeqInfo;
+// One block per key block of a (kv head, batch).
+using BwdScheduler = StaticTileScheduler<false>;
+
 
 // Kernel parameters: TMA descriptors (dims: dim, row, head, batch) and sm80's parameters.
 struct BwdParams {
@@ -159,14 +161,15 @@ struct BwdSmem {
 };
 
 // The steps of a block: (query head of the group, query block) pairs, heads outer, query
-// blocks from the first that sees the block's keys (causal) to the last. Each role walks
+// blocks that see the block's keys (common/mask.h query_blocks). Each role walks
 // them with a StepCursor (no divisions in the loops: the producer warps have 24 registers).
 struct BwdSteps {
   int m_begin, m_end, total;
 
-  __device__ BwdSteps(const KernelParams& p, const SeqInfo& seq, int n0, int bm) {
-    m_begin = int(seq.first_row_seeing(p.causal, n0) / bm);
-    m_end = (seq.sq + bm - 1) / bm;
+  __device__ BwdSteps(const KernelParams& p, const SeqInfo& seq, int n0, int bn, int bm) {
+    const QueryBlocks blocks = query_blocks(seq.range(p), n0, bn, bm);
+    m_begin = blocks.first;
+    m_end = blocks.last;
     total = m_end > m_begin ? p.group * (m_end - m_begin) : 0;
   }
 };
@@ -210,7 +213,7 @@ __device__ __forceinline__ void clear_rows(uint32_t tile, int valid, int thread)
   const int per_block = (kRows - valid) * 8;  // 16-byte chunks
   for (int c = thread; c < kColBlocks * per_block; c += kConsumerThreads) {
     const int block = c / per_block, rest = c % per_block;
-    sm80::sts128(tile + uint32_t((block * kRows + valid + rest / 8) * 128 + (rest % 8) * 16),
+    sts128(tile + uint32_t((block * kRows + valid + rest / 8) * 128 + (rest % 8) * 16),
                  make_uint4(0, 0, 0, 0));
   }
 }
@@ -273,8 +276,8 @@ __device__ __forceinline__ void produce_bwd(const BwdParams& P, const BwdSmem<Cf
       const bool ok = r < rows;
       const float lse = ok ? lse_rows[r] : INFINITY;
       const float dsum = ok ? dsum_rows[r] : 0.0f;
-      sm80::sts32(sm.lse(slot.stage) + 4 * r, __float_as_uint(lse));
-      sm80::sts32(sm.dsum(slot.stage) + 4 * r, __float_as_uint(dsum));
+      sts32(sm.lse(slot.stage) + 4 * r, __float_as_uint(lse));
+      sts32(sm.dsum(slot.stage) + 4 * r, __float_as_uint(dsum));
     }
     if constexpr (Cfg::kStatsWithTiles) {
       mbar_wait(sm.full(slot.stage), slot.parity);  // the stage's TMA has landed
@@ -365,7 +368,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
           float* dst = acc + int64_t(row) * Cfg::kD + dq_col0 + 2 * t;
 #pragma unroll
           for (int j = 0; j < DQN; ++j) {
-            sm80::red_add2(dst + 8 * j, dq[j][2 * r], dq[j][2 * r + 1]);
+            red_add2(dst + 8 * j, dq[j][2 * r], dq[j][2 * r + 1]);
           }
         }
       }
@@ -416,8 +419,8 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
       // ---- P^T (while dP^T is on the tensor cores) ----
       wgmma_wait<1>();
       pin(s);
-      if (sm80::tile_needs_mask(m0, key0, BM, 16, seq.sq, seq.sk, p.causal)) {
-        mask_scores_t<NS>(s, key0, m0, seq.sq, seq.sk, p.causal, lane);
+      if (!seq.range(p).tile_fully_visible(m0, BM, key0, 16)) {
+        mask_scores_t<NS>(s, key0, m0, seq.range(p), lane);
       }
       if constexpr (!Cfg::kStatsWithTiles) {
         named_barrier_sync<kStatsThreads>(stats_full_barrier<Cfg>(slot.stage));  // lse, D
@@ -425,15 +428,15 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
       const uint32_t lse_lane = sm.lse(slot.stage) + 8 * t;  // column 2t of each n8 tile
 #pragma unroll
       for (int n = 0; n < NS; ++n) {
-        const uint2 l = sm80::lds64(lse_lane + 32 * n);
+        const uint2 l = lds64(lse_lane + 32 * n);
         const float lse[2] = {__uint_as_float(l.x), __uint_as_float(l.y)};
 #pragma unroll
-        for (int i = 0; i < 4; ++i) s[n][i] = sm80::ex2(fmaf(s[n][i], scale_log2, -lse[i & 1]));
+        for (int i = 0; i < 4; ++i) s[n][i] = ex2(fmaf(s[n][i], scale_log2, -lse[i & 1]));
       }
       constexpr int kKeepWords = (4 * NS + 31) / 32;
       uint32_t keep[kKeepWords];
       if constexpr (kDropout) {
-        const sm80::DropoutRng rng{p.seed, p.offset,
+        const DropoutRng rng{p.seed, p.offset,
                                    uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h),
                                    p.dropout_threshold};
         dropout_keep_t<NS>(rng, key0, m0, lane, keep);
@@ -445,7 +448,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
       const uint32_t dsum_lane = sm.dsum(slot.stage) + 8 * t;
 #pragma unroll
       for (int n = 0; n < NS; ++n) {
-        const uint2 d2 = sm80::lds64(dsum_lane + 32 * n);
+        const uint2 d2 = lds64(dsum_lane + 32 * n);
         const float dsum[2] = {__uint_as_float(d2.x), __uint_as_float(d2.y)};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -464,8 +467,8 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
       uint32_t pa[PK][4], da[PK][4];
 #pragma unroll
       for (int kk = 0; kk < PK; ++kk) {
-        sm80::acc_to_a<T>(pa[kk], s, kk);
-        sm80::acc_to_a<T>(da[kk], dp, kk);
+        acc_to_a<T>(pa[kk], s, kk);
+        acc_to_a<T>(da[kk], dp, kk);
       }
       // dS^T tile: [query block][BN key rows][64 queries], rows 128 bytes, swizzled. This
       // lane's rows are key_row + g (+ 8): their swizzle is ^ g.
@@ -478,7 +481,7 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
           const uint32_t addr = ds_tile + uint32_t((n / 8) * BN * 128 + row * 128 +
                                                    (((n % 8) ^ g) << 4) + 4 * t);
           // acc_to_a: da[kk] = {(n 2kk, row g), (2kk, g + 8), (2kk + 1, g), (2kk + 1, g + 8)}
-          sm80::sts32(addr, da[n / 2][(n % 2) * 2 + r]);
+          sts32(addr, da[n / 2][(n % 2) * 2 + r]);
         }
       fence_proxy_async_shared();  // before the barrier in issue_dq
 
@@ -527,9 +530,9 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
 #pragma unroll
     for (int d = 0; d < DS; ++d) {
       const uint32_t off = swizzled_chunk(row, d, BN) + 4 * t;
-      sm80::sts32(sm.k + off,
-                  sm80::pack2<T>(dk[d][2 * r] * p.scale, dk[d][2 * r + 1] * p.scale));
-      sm80::sts32(sm.v + off, sm80::pack2<T>(dv[d][2 * r], dv[d][2 * r + 1]));
+      sts32(sm.k + off,
+                  pack2<T>(dk[d][2 * r] * p.scale, dk[d][2 * r + 1] * p.scale));
+      sts32(sm.v + off, pack2<T>(dv[d][2 * r], dv[d][2 * r + 1]));
     }
   }
   __syncwarp();
@@ -543,9 +546,9 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
     if (row < rows_k && chunk * 8 < p.head_dim) {
       const uint32_t off = swizzled_chunk(row, chunk, BN);
       *reinterpret_cast<uint4*>(dk_ptr + int64_t(row) * p.dk.sr + chunk * 8) =
-          sm80::lds128(sm.k + off);
+          lds128(sm.k + off);
       *reinterpret_cast<uint4*>(dv_ptr + int64_t(row) * p.dv.sr + chunk * 8) =
-          sm80::lds128(sm.v + off);
+          lds128(sm.v + off);
     }
   }
 }
@@ -556,14 +559,15 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     bwd_kernel(const __grid_constant__ BwdParams params) {
 #if FA_SM90_BWD_DEVICE_PASS
   const KernelParams& p = params.p;
-  const int hk = blockIdx.y, b = blockIdx.z;
+  const WorkTile work = BwdScheduler::tile();
+  const int hk = work.head, b = work.batch;
   const SeqInfo seq(p, b);
-  const int n0 = int(blockIdx.x) * Cfg::kBN;
+  const int n0 = work.block * Cfg::kBN;
   if (n0 >= seq.sk) return;  // nested batches: past this sequence's keys
-  const BwdSteps steps(p, seq, n0, Cfg::kBM);
+  const BwdSteps steps(p, seq, n0, Cfg::kBN, Cfg::kBM);
 
   extern __shared__ uint8_t smem_raw[];
-  const BwdSmem<Cfg> sm((sm80::smem_u32(smem_raw) + 1023u) & ~1023u);  // swizzle atoms: 1 KB
+  const BwdSmem<Cfg> sm((smem_u32(smem_raw) + 1023u) & ~1023u);  // swizzle atoms: 1 KB
   if (threadIdx.x == 0) {
     mbar_init(sm.kv_full(), 1);
     for (int s = 0; s < Cfg::kStages; ++s) {

@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "common/status.h"
-#include "sm80/launch.h"
+#include "common/launch.h"
 #include "sm90/bwd_kernel.h"
 #include "sm90/sm90.h"
 #include "sm90/tma.h"
@@ -17,7 +17,7 @@ namespace sm90 {
 // kernel adds pairs with red.global.add.v2.f32), or operands the TMA cannot address. sm80
 // then runs it.
 template <class Cfg>
-fa_status launch_bwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool* launched) {
+fa_status launch_bwd(const KernelParams& p, const LaunchContext& ctx, bool* launched) {
   *launched = false;
   if (Cfg::kSmemBytes > ctx.max_smem_optin) return FA_OK;
   if (p.head_dim_pad != Cfg::kD || p.dq_accum == nullptr ||
@@ -34,7 +34,7 @@ fa_status launch_bwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool
   bool ok[4] = {false, false, false, false};
   struct Operand {
     CUtensorMap* map;
-    const sm80::TensorView& view;
+    const TensorView& view;
     int64_t rows, heads;
     int box_rows;
   };
@@ -54,12 +54,12 @@ fa_status launch_bwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool
 
   const auto kernel = p.has_dropout ? bwd_kernel<Cfg, true> : bwd_kernel<Cfg, false>;
   const fa_status s =
-      p.has_dropout ? sm80::ensure_smem<bwd_kernel<Cfg, true>>(ctx.device, Cfg::kSmemBytes)
-                    : sm80::ensure_smem<bwd_kernel<Cfg, false>>(ctx.device, Cfg::kSmemBytes);
+      p.has_dropout ? ensure_smem<bwd_kernel<Cfg, true>>(ctx.device, Cfg::kSmemBytes)
+                    : ensure_smem<bwd_kernel<Cfg, false>>(ctx.device, Cfg::kSmemBytes);
   if (s != FA_OK) return s;
   *launched = true;
-  const dim3 grid(sm80::ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
-  if (sm80::empty_grid(grid)) return FA_OK;
+  const dim3 grid = BwdScheduler::grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
+  if (empty_grid(grid)) return FA_OK;
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, ctx.stream>>>(params);
   FA_CUDA_CHECK(cudaGetLastError());
   return FA_OK;

@@ -10,34 +10,45 @@
 #include <cmath>
 
 #include "common/philox.h"
-#include "sm80/dropout.h"
-#include "sm80/tile.h"
+#include "common/dropout.h"
+#include "common/fragments.h"
+#include "common/mask.h"
 
 namespace fa {
 namespace sm90 {
 
-// Sets the invisible elements to -inf: keys at or past sk, and (causal, bottom-right) keys
-// past a query's diagonal, i.e. queries i < key - (sk - sq). Query rows past sq need no
-// mask: their lse is +inf (P = 0) and their dQ rows are never stored.
+// Sets the elements common/mask.h's rule hides to -inf: keys at or past sk, and keys
+// outside a query's window. Key `key` is seen by the queries [block_row_begin(key),
+// block_row_end(key + 1)). Query rows past sq need no mask: their lse is +inf (P = 0) and
+// their dQ rows are never stored.
 template <int NS>
-__device__ __forceinline__ void mask_scores_t(float (&s)[NS][4], int key0, int q0, int sq, int sk,
-                                              bool causal, int lane) {
+__device__ __forceinline__ void mask_scores_t(float (&s)[NS][4], int key0, int q0,
+                                              const BasicKeyRange<int>& range, int lane) {
   const int g = lane >> 2, t = lane & 3;
+  // Two passes, one bound each: one bound live at a time keeps the dropout kernels below
+  // their register limit (both at once spilled 20 bytes at head dim 64).
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int key = key0 + g + 8 * r;
-    // Local columns c = 8n + e below `limit` are invisible.
-    int limit = INT_MIN;
-    if (key >= sk) {
-      limit = INT_MAX;
-    } else if (causal) {
-      limit = key - (sk - sq) - q0 - 2 * t;
-    }
+    // Local columns c = 8n + e below `begin` are invisible (all of them past the keys).
+    const int begin =
+        key < range.seqlen_k ? range.block_row_begin(key) - q0 - 2 * t : 8 * NS;
 #pragma unroll
     for (int n = 0; n < NS; ++n)
 #pragma unroll
       for (int e = 0; e < 2; ++e)
-        if (8 * n + e < limit) s[n][2 * r + e] = -INFINITY;
+        if (8 * n + e < begin) s[n][2 * r + e] = -INFINITY;
+  }
+  if (range.window.left < 0) return;  // no query sees too few keys to miss this one
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = key0 + g + 8 * r;
+    const int end = range.block_row_end(key + 1) - q0 - 2 * t;
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (8 * n + e >= end) s[n][2 * r + e] = -INFINITY;
   }
 }
 
@@ -48,11 +59,11 @@ __device__ __forceinline__ void gather_column_bytes(uint32_t byte, int lane, uin
                                                     uint32_t& hi) {
   const int g = lane >> 2;
   uint32_t x = byte;
-  uint32_t y = __shfl_xor_sync(sm80::kFullMask, x, 4);
+  uint32_t y = __shfl_xor_sync(kFullMask, x, 4);
   x = (g & 1) ? (y | (x << 8)) : (x | (y << 8));
-  y = __shfl_xor_sync(sm80::kFullMask, x, 8);
+  y = __shfl_xor_sync(kFullMask, x, 8);
   x = (g & 2) ? (y | (x << 16)) : (x | (y << 16));
-  y = __shfl_xor_sync(sm80::kFullMask, x, 16);
+  y = __shfl_xor_sync(kFullMask, x, 16);
   lo = (g & 4) ? y : x;
   hi = (g & 4) ? x : y;
 }
@@ -66,7 +77,7 @@ __device__ __forceinline__ void gather_column_bytes(uint32_t byte, int lane, uin
 // for query column n = 8c + g, turns the 8 draws into 8 keep bits, and the 8 lanes exchange
 // their bytes (gather_column_bytes); lane g keeps bit g of each.
 template <int NS>
-__device__ __forceinline__ void dropout_keep_t(const sm80::DropoutRng& rng, int key0, int q0,
+__device__ __forceinline__ void dropout_keep_t(const DropoutRng& rng, int key0, int q0,
                                                int lane, uint32_t (&keep)[(4 * NS + 31) / 32]) {
   static_assert(NS % 8 == 0, "whole column groups per lane set");
   const int g = lane >> 2, t = lane & 3;

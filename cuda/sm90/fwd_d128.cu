@@ -11,7 +11,7 @@ using FwdD128 = FwdConfig<T, 128, 128, 3, 2>;
 template <typename T>
 using FwdD128Bias = FwdConfig<T, 128, 128, 2, 2>;
 
-fa_status launch_fwd_d128(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
+fa_status launch_fwd_d128(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                          bool* launched) {
   if (p.has_bias) {
     return bf16 ? launch_fwd<FwdD128Bias<__nv_bfloat16>, true>(p, ctx, launched)

@@ -8,7 +8,7 @@ namespace sm90 {
 template <typename T>
 using FwdD256 = FwdConfig<T, 256, 64, 2, 2>;
 
-fa_status launch_fwd_d256(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
+fa_status launch_fwd_d256(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                          bool* launched) {
   if (p.has_bias) {  // the bias ring fits next to the K/V stages
     return bf16 ? launch_fwd<FwdD256<__nv_bfloat16>, true>(p, ctx, launched)

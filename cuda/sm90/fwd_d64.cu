@@ -8,7 +8,7 @@ namespace sm90 {
 template <typename T>
 using FwdD64 = FwdConfig<T, 64, 128, 3, 2>;
 
-fa_status launch_fwd_d64(const KernelParams& p, bool bf16, const sm80::LaunchContext& ctx,
+fa_status launch_fwd_d64(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                          bool* launched) {
   if (p.has_bias) {  // the bias ring fits next to the K/V stages
     return bf16 ? launch_fwd<FwdD64<__nv_bfloat16>, true>(p, ctx, launched)

@@ -16,7 +16,8 @@
 //     Across warpgroups the warp schedulers interleave one group's softmax with the other
 //     group's products.
 //   - Key tiles are visited last to first, as in sm80: the masked ones (key tail, causal
-//     diagonal) come first, and causal tiles past the diagonal are never loaded.
+//     diagonal) come first, and tiles outside the window (common/mask.h key_blocks) are
+//     never loaded.
 //   - Epilogue: O / l through the warpgroup's own rows of the Q tile in shared memory,
 //     16-byte stores of the rows inside the sequence only (the TMA reads whole tiles, the
 //     stores must not spill into a neighbouring sequence of a nested batch); LSE as sm80.
@@ -30,11 +31,12 @@
 
 #include <cuda.h>
 
-#include "sm80/dropout.h"
-#include "sm80/kernel_params.h"
-#include "sm80/masking.h"
-#include "sm80/tile.h"
-#include "sm80/warp_gemm.h"
+#include "common/dropout.h"
+#include "common/kernel_params.h"
+#include "common/fragments.h"
+#include "common/mask.h"
+#include "common/seqlen.h"
+#include "common/tile_scheduler.h"
 #include "sm90/fwd_scores.h"
 #include "sm90/ptx90.h"
 #include "sm90/softmax.h"
@@ -51,8 +53,8 @@
 namespace fa {
 namespace sm90 {
 
-using sm80::KernelParams;
-using sm80::SeqInfo;
+// Heaviest (causal) query blocks first.
+using FwdScheduler = StaticTileScheduler<true>;
 
 // Kernel parameters: TMA descriptors of Q, K and V (dims: dim, row, head, batch) and of the
 // bias (key, row, head, batch), sm80's parameters, and what fwd_launch.h derives for the
@@ -243,12 +245,12 @@ __device__ __forceinline__ void load_kv_tile(uint32_t dst, const CUtensorMap* ma
 
 // The producer: one thread issues the TMA loads: Q, then K_0 (and bias tile 0), then
 // (K_{i+1}, bias_{i+1}, V_i) per tile, the order the consumers need them in (and release
-// them in). Tile i is key block n_blocks - 1 - i. A one-stage bias ring loads bias_{i+1}
+// them in). Tile i is key block n_tiles - 1 - i. A one-stage bias ring loads bias_{i+1}
 // after V_i: it waits for the consumers to finish bias_i, which must not hold V_i back.
 template <class Cfg, bool kBias, bool kDropout>
 __device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg, kBias>& sm,
                                         int q_row, int k_row0, int h, int hk, int batch,
-                                        int n_blocks, int bias_row, int bias_head,
+                                        int n_last, int n_tiles, int bias_row, int bias_head,
                                         int bias_batch) {
   constexpr bool kPermuted = kDropout;
   constexpr int BM = Cfg::kBM, BN = Cfg::kBN;
@@ -257,7 +259,7 @@ __device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg, k
     const RingSlot<Cfg> slot(i);
     if (i >= Cfg::kStages) mbar_wait(empty, slot.parity ^ 1);  // consumers done with i - S
     mbar_arrive_expect_tx(full, Cfg::kTileBytes);
-    load_kv_tile<Cfg, kPermuted>(tile, map, halves, full, k_row0 + (n_blocks - 1 - i) * BN,
+    load_kv_tile<Cfg, kPermuted>(tile, map, halves, full, k_row0 + (n_last - 1 - i) * BN,
                                  P.kv_rows, hk, batch);
   };
   auto load_k = [&](int i) {
@@ -274,7 +276,7 @@ __device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg, k
       const BiasSlot slot(i, shift);
       if (i >= (1 << shift)) mbar_wait(sm.b_empty(slot.stage), slot.parity ^ 1u);
       mbar_arrive_expect_tx(sm.b_full(slot.stage), P.bias_tile_bytes);
-      const int col0 = (n_blocks - 1 - i) * BN;
+      const int col0 = (n_last - 1 - i) * BN;
       const uint32_t dst = sm.bias(slot.stage, shift);
       for (int c = 0; c < P.bias_boxes; ++c) {
         tma_load_4d(dst + c * Cfg::kBiasBoxBytes, &P.bias, sm.b_full(slot.stage),
@@ -295,13 +297,13 @@ __device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg, k
   load_tile<Cfg, BM>(sm.q, &P.q, sm.q_full(), q_row, h, batch);
   load_k(0);
   load_bias(0);
-  for (int i = 0; i < n_blocks; ++i) {
-    if (i + 1 < n_blocks) {
+  for (int i = 0; i < n_tiles; ++i) {
+    if (i + 1 < n_tiles) {
       load_k(i + 1);
       if (shift > 0) load_bias(i + 1);
     }
     load_v(i);
-    if (kBias && shift == 0 && i + 1 < n_blocks) load_bias(i + 1);
+    if (kBias && shift == 0 && i + 1 < n_tiles) load_bias(i + 1);
   }
 }
 
@@ -310,7 +312,7 @@ __device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg, k
 template <class Cfg, bool kDropout, bool kBias>
 __device__ __forceinline__ void consume(const FwdParams& P,
                                         const FwdSmem<Cfg, kBias>& sm,
-                                        const SeqInfo& seq, int b, int h, int m0, int n_blocks,
+                                        const SeqInfo& seq, int b, int h, int m0, int n_last, int n_tiles,
                                         int cw, int warp, int lane) {
   constexpr bool kPermuted = kDropout;  // the key order of K and V (fwd_scores.h)
   const KernelParams& p = P.p;
@@ -324,11 +326,11 @@ __device__ __forceinline__ void consume(const FwdParams& P,
   const int row0 = m0 + tile_row;               // ... in the sequence
 
   float o[1][DS][4];  // sm80 warp-tile shapes (one 16-row slab), for the sm80 helpers
-  sm80::zero(o);
+  zero(o);
   DeferredSoftmax softmax;
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
 
-  if (n_blocks > 0) {
+  if (n_tiles > 0) {
     const uint64_t q_desc = k_major_descriptor(sm.q + group_row * 128);
     float s[1][NS][4];    // S, then P in fp32
     uint32_t pa[PK][4];   // P as A fragments, one per k16 step of P V
@@ -363,7 +365,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     };
     // Bias, mask, softmax and dropout of visited tile i (P stays in s until packed).
     auto softmax_tile = [&](int i) {
-      const int col0 = (n_blocks - 1 - i) * BN;
+      const int col0 = (n_last - 1 - i) * BN;
       if constexpr (kBias) {
         const int shift = P.bias_stage_shift;
         const BiasSlot slot(i, shift);
@@ -372,8 +374,8 @@ __device__ __forceinline__ void consume(const FwdParams& P,
                                        tile_row, P.bias_row_step, p.scale, lane);
         release(sm.b_empty(slot.stage));
       }
-      if (sm80::tile_needs_mask(m0 + group_row, col0, 64, BN, seq.sq, seq.sk, p.causal)) {
-        mask_tile<kPermuted>(s[0], row0, col0, seq.sq, seq.sk, p.causal, lane);
+      if (!seq.range(p).tile_fully_visible(m0 + group_row, 64, col0, BN)) {
+        mask_tile<kPermuted>(s[0], row0, col0, seq.range(p), lane);
       }
       softmax.update(s[0], p.softmax_scale_log2, correction);
       if constexpr (kDropout) {
@@ -385,7 +387,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       wgmma_wait<0>();
       pin(o[0]);
 #pragma unroll
-      for (int kk = 0; kk < PK; ++kk) sm80::acc_to_a<T>(pa[kk], s[0], kk);
+      for (int kk = 0; kk < PK; ++kk) acc_to_a<T>(pa[kk], s[0], kk);
     };
     // Nested batches: the rows of the first visited key tile (the sequence's last) past
     // `valid` are the next sequence's. P is 0 there, but 0 * Inf = NaN, so they are zeroed
@@ -399,7 +401,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
         const int block = c / (BN * 8), slot = (c / 8) % BN;
         // Whole 128-byte rows: the swizzle only permutes chunks inside a row.
         if (slot_key<kPermuted>(slot) >= valid) {
-          sm80::sts128(sm.v(0) + (block * BN + slot) * 128 + (c % 8) * 16,
+          sts128(sm.v(0) + (block * BN + slot) * 128 + (c % 8) * 16,
                        make_uint4(0, 0, 0, 0));
         }
       }
@@ -407,7 +409,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       named_barrier_sync<128 * Cfg::kConsumers>(kClearBarrier);
     };
 
-    const IssueTurns turns{Cfg::kConsumers == 2, cw, n_blocks};
+    const IssueTurns turns{Cfg::kConsumers == 2, cw, n_tiles};
     mbar_wait(sm.q_full(), 0);
     mbar_wait(sm.k_full(0), 0);
     turns.wait(0);
@@ -418,14 +420,14 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     release(sm.k_empty(0));
     softmax_tile(0);  // its correction multiplies the zero O: harmless
     if (p.cu_k != nullptr) {
-      clear_foreign_v_rows(seq.sk - (n_blocks - 1) * BN, cw * 128 + warp * 32 + lane);
+      clear_foreign_v_rows(seq.sk - (n_last - 1) * BN, cw * 128 + warp * 32 + lane);
     }
 
     // Tile i: S_i and P_{i-1} V_{i-1} are issued back to back, and the softmax of S_i runs
     // while the product does. The product is waited for at the top of the next iteration:
     // ptxas hoists a wait that shares the softmax's basic block above it (no dependence
     // between the two), which would serialize them.
-    for (int i = 1; i < n_blocks; ++i) {
+    for (int i = 1; i < n_tiles; ++i) {
       const RingSlot<Cfg> cur(i), prev(i - 1);
       finish_pv_and_pack();  // P_{i-2} V_{i-2}; P_{i-1} into pa
       if (i >= 2) release(sm.v_empty(RingSlot<Cfg>(i - 2).stage));
@@ -442,11 +444,11 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     }
 
     finish_pv_and_pack();
-    const RingSlot<Cfg> last(n_blocks - 1);
+    const RingSlot<Cfg> last(n_tiles - 1);
     mbar_wait(sm.v_full(last.stage), last.parity);
-    turns.wait(n_blocks);
+    turns.wait(n_tiles);
     issue_pv(last.stage);
-    turns.pass(n_blocks);
+    turns.pass(n_tiles);
     wgmma_wait<0>();
     pin(o[0]);
   }
@@ -463,9 +465,9 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     const int row = tile_row + g + r * 8;
 #pragma unroll
     for (int d = 0; d < DS; ++d) {
-      const uint32_t v = sm80::pack2<T>(o[0][d][2 * r] * out_scale[0][r],
+      const uint32_t v = pack2<T>(o[0][d][2 * r] * out_scale[0][r],
                                         o[0][d][2 * r + 1] * out_scale[0][r]);
-      sm80::sts32(sm.q_chunk(row, d) + 4 * t, v);
+      sts32(sm.q_chunk(row, d) + 4 * t, v);
     }
   }
   __syncwarp();
@@ -476,7 +478,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
   for (int i = 0; i < 16 * DS / 32; ++i) {
     const int idx = i * 32 + lane;
     const int row = tile_row + idx / DS, chunk = idx % DS;
-    const uint4 v = sm80::lds128(sm.q_chunk(row, chunk));
+    const uint4 v = lds128(sm.q_chunk(row, chunk));
     if (row < rows_q && chunk * 8 < p.head_dim) {
       *reinterpret_cast<uint4*>(o_ptr + int64_t(row) * p.out.sr + chunk * 8) = v;
     }
@@ -498,18 +500,18 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams params) {
 #if FA_SM90_DEVICE_PASS
   const KernelParams& p = params.p;
-  // Heaviest (causal) query blocks first.
-  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);
-  const int h = blockIdx.y, b = blockIdx.z;
+  const WorkTile work = FwdScheduler::tile();
+  const int m_block = work.block, h = work.head, b = work.batch;
   const SeqInfo seq(p, b);
   const int m0 = m_block * Cfg::kBM;
   if (m0 >= seq.sq) return;  // nested batches: past this sequence's end
 
-  const int64_t key_end = seq.key_end(p.causal, int64_t(m0) + Cfg::kBM);
-  const int n_blocks = key_end > 0 ? int((key_end + Cfg::kBN - 1) / Cfg::kBN) : 0;
+  // Key blocks [blocks.first, blocks.last) hold every key a row of this block sees.
+  const KeyBlocks blocks = key_blocks(seq.range(p), m0, m0 + Cfg::kBM, Cfg::kBN);
+  const int n_last = blocks.last, n_tiles = blocks.last - blocks.first;
 
   extern __shared__ uint8_t smem_raw[];
-  const FwdSmem<Cfg, kBias> sm(sm80::smem_u32(smem_raw));
+  const FwdSmem<Cfg, kBias> sm(smem_u32(smem_raw));
   if (threadIdx.x == 0) {
     mbar_init(sm.q_full(), 1);
     for (int s = 0; s < Cfg::kStages; ++s) {
@@ -533,19 +535,19 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const int warpgroup = warpgroup_index();
   if (warpgroup == 0) {
     release_registers<Cfg::kProducerRegs>();
-    if (n_blocks > 0 && threadIdx.x == 0) {
+    if (n_tiles > 0 && threadIdx.x == 0) {
       // Dense: coordinates (row, head, batch); nested: global rows, batch dimension 1.
       // The bias has local rows and the batch dimension in both cases.
       const bool nested = p.cu_q != nullptr;
       produce<Cfg, kBias, kDropout>(params, sm, seq.q_row0 + m0, seq.k_row0, h, h / p.group,
-                                    nested ? 0 : b, n_blocks, m0 * params.bias_row_step,
+                                    nested ? 0 : b, n_last, n_tiles, m0 * params.bias_row_step,
                                     h * params.bias_head_step, b * params.bias_batch_step);
     }
   } else {
     claim_registers<Cfg::kConsumerRegs>();
     const int lane = threadIdx.x & 31, warp = (threadIdx.x / 32) & 3;
-    consume<Cfg, kDropout, kBias>(params, sm, seq, b, h, m0, n_blocks, warpgroup - 1, warp,
-                                  lane);
+    consume<Cfg, kDropout, kBias>(params, sm, seq, b, h, m0, n_last, n_tiles, warpgroup - 1,
+                                  warp, lane);
   }
 #endif
 }

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "common/status.h"
-#include "sm80/launch.h"
+#include "common/launch.h"
 #include "sm90/fwd_kernel.h"
 #include "sm90/sm90.h"
 #include "sm90/tma.h"
@@ -17,7 +17,7 @@ inline int bias_box_keys(int dtype) { return dtype == FA_FLOAT32 ? 32 : 64; }
 // too little shared memory, or operands the TMA cannot address. kBias must be p.has_bias
 // (the caller picks the configuration by it).
 template <class Cfg, bool kBias>
-fa_status launch_fwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool* launched) {
+fa_status launch_fwd(const KernelParams& p, const LaunchContext& ctx, bool* launched) {
   *launched = false;
   const int smem_bytes = Cfg::smem_bytes(kBias);
   if (smem_bytes > ctx.max_smem_optin) return FA_OK;
@@ -76,12 +76,12 @@ fa_status launch_fwd(const KernelParams& p, const sm80::LaunchContext& ctx, bool
   const auto kernel =
       p.has_dropout ? fwd_kernel<Cfg, true, kBias> : fwd_kernel<Cfg, false, kBias>;
   const fa_status s =
-      p.has_dropout ? sm80::ensure_smem<fwd_kernel<Cfg, true, kBias>>(ctx.device, smem_bytes)
-                    : sm80::ensure_smem<fwd_kernel<Cfg, false, kBias>>(ctx.device, smem_bytes);
+      p.has_dropout ? ensure_smem<fwd_kernel<Cfg, true, kBias>>(ctx.device, smem_bytes)
+                    : ensure_smem<fwd_kernel<Cfg, false, kBias>>(ctx.device, smem_bytes);
   if (s != FA_OK) return s;
   *launched = true;
-  const dim3 grid(sm80::ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
-  if (sm80::empty_grid(grid)) return FA_OK;
+  const dim3 grid = FwdScheduler::grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
+  if (empty_grid(grid)) return FA_OK;
   kernel<<<grid, Cfg::kThreads, smem_bytes, ctx.stream>>>(params);
   FA_CUDA_CHECK(cudaGetLastError());
   return FA_OK;

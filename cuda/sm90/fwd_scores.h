@@ -27,7 +27,8 @@
 
 #include "common/philox.h"
 #include "flashattn.h"
-#include "sm80/tile.h"
+#include "common/fragments.h"
+#include "common/mask.h"
 
 namespace fa {
 namespace sm90 {
@@ -54,26 +55,35 @@ __device__ __forceinline__ int lane_key(int lane) {
   return (lane & 3) * (kPermuted ? 16 : 2);
 }
 
-// Sets the scores of keys a row must not see (past the key sequence, or causal) to -inf.
-// row0: the warp's first query row, col0: the tile's first key, both local to the sequence.
+// Sets the scores of keys common/mask.h's rule hides from a row (window, causal, key tail)
+// to -inf. row0: the warp's first query row, col0: the tile's first key, both local to the
+// sequence.
 template <bool kPermuted, int NS>
-__device__ __forceinline__ void mask_tile(float (&s)[NS][4], int row0, int col0, int sq, int sk,
-                                          bool causal, int lane) {
+__device__ __forceinline__ void mask_tile(float (&s)[NS][4], int row0, int col0,
+                                          const BasicKeyRange<int>& range, int lane) {
   const int g = lane >> 2;
+  const int lane_col = col0 + lane_key<kPermuted>(lane);
+  // Two passes, one bound each (one live at a time); the second only for a window with a
+  // left side. Element key k (relative to the lane's first key) is visible iff
+  // begin <= k < end.
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int row = row0 + g + 8 * r;
-    int end = sk;  // keys [0, end) are visible to this row
-    if (causal) {
-      const int diag = row + (sk - sq) + 1;
-      end = diag < end ? diag : end;
-    }
-    const int limit = end - col0 - lane_key<kPermuted>(lane);
+    const int end = range.key_end(row0 + g + 8 * r) - lane_col;
 #pragma unroll
     for (int n = 0; n < NS; ++n)
 #pragma unroll
       for (int e = 0; e < 2; ++e)
-        if (element_key<kPermuted>(n, e) >= limit) s[n][2 * r + e] = -INFINITY;
+        if (element_key<kPermuted>(n, e) >= end) s[n][2 * r + e] = -INFINITY;
+  }
+  if (range.window.left < 0) return;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int begin = range.key_begin(row0 + g + 8 * r) - lane_col;
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (element_key<kPermuted>(n, e) < begin) s[n][2 * r + e] = -INFINITY;
   }
 }
 
@@ -121,7 +131,7 @@ __device__ __forceinline__ void add_bias16(float (&s)[NS][4], uint32_t stage, in
       ldsm_x4(w, (base ^ uint32_t((n0 & 7) << 4)) + uint32_t(n0 >> 3) * kBox);
 #pragma unroll
       for (int m = 0; m < 4; ++m) {
-        const float2 b = sm80::unpack2<B>(w[m]);
+        const float2 b = unpack2<B>(w[m]);
         float* x = &s[n0 + (m >> 1)][2 * (m & 1)];
         fma_bias(x[0], scale, b.x);
         fma_bias(x[1], scale, b.y);
@@ -142,7 +152,7 @@ __device__ __forceinline__ void add_bias16(float (&s)[NS][4], uint32_t stage, in
           const uint32_t words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
           for (int q = 0; q < 4; ++q) {
-            const float2 b = sm80::unpack2<B>(words[q]);
+            const float2 b = unpack2<B>(words[q]);
             fma_bias(s[8 * h + 2 * q][2 * r + e], scale, b.x);
             fma_bias(s[8 * h + 2 * q + 1][2 * r + e], scale, b.y);
           }

@@ -9,7 +9,7 @@
 
 #include <cmath>
 
-#include "sm80/softmax.h"
+#include "common/online_softmax.h"
 
 namespace fa {
 namespace sm90 {
@@ -18,7 +18,7 @@ namespace sm90 {
 #define FA_SM90_SOFTMAX_CHAINS 4
 #endif
 
-struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
+struct DeferredSoftmax : OnlineSoftmax<1> {
   static constexpr int kChains = FA_SM90_SOFTMAX_CHAINS;
   // Lazy rescaling (as FlashAttention-4): a row keeps its reference max until a tile raises
   // it by more than this many powers of two. Its probabilities then stay <= 2^8 (exact in
@@ -48,7 +48,7 @@ struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
       float m = old;
 #pragma unroll
       for (int k = 0; k < C; ++k) m = fmaxf(m, mp[k]);
-      m = sm80::quad_max(m);
+      m = quad_max(m);
       if (old != -INFINITY && (m - old) * scale_log2 <= kRescaleLog2) m = old;
       // A row with nothing visible yet keeps max = -inf: use 0 so exp2 gives 0, not NaN.
       const float m_scaled = m == -INFINITY ? 0.0f : m * scale_log2;
@@ -60,14 +60,14 @@ struct DeferredSoftmax : sm80::OnlineSoftmax<1> {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& v = x[n][2 * r + e];
-          v = sm80::ex2(fmaf(v, scale_log2, -m_scaled));
+          v = ex2(fmaf(v, scale_log2, -m_scaled));
           sp[n % C] += v;
         }
       float sum = sp[0];
 #pragma unroll
       for (int k = 1; k < C; ++k) sum += sp[k];
       // Exactly 1 for a kept max (the FFMA below would leave the product's rounding error).
-      correction[r] = m == old ? 1.0f : sm80::ex2(fmaf(old, scale_log2, -m_scaled));
+      correction[r] = m == old ? 1.0f : ex2(fmaf(old, scale_log2, -m_scaled));
       row_sum[0][r] = fmaf(row_sum[0][r], correction[r], sum);
       row_max[0][r] = m;
     }

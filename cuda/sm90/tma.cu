@@ -39,7 +39,7 @@ bool tma_stride(int64_t bytes) {
 // The operand's byte strides, or false where the TMA cannot address it. A dimension of
 // size 1 (e.g. the batch of a nested operand) is never stepped: it gets the stride of a
 // packed layout, whatever the caller's (possibly 0) was.
-bool operand_strides(const sm80::TensorView& view, int head_dim, int64_t rows, int64_t heads,
+bool operand_strides(const TensorView& view, int head_dim, int64_t rows, int64_t heads,
                      int64_t batch, int64_t* row_bytes, int64_t* head_bytes,
                      int64_t* batch_bytes) {
   auto stride = [](int64_t size, int64_t elements, int64_t packed_bytes) {
@@ -54,7 +54,7 @@ bool operand_strides(const sm80::TensorView& view, int head_dim, int64_t rows, i
 }
 
 // 16-bit tiles in 128-byte swizzled boxes; rank 4 or 5 (dims and box innermost first).
-fa_status encode_operand(CUtensorMap* map, const sm80::TensorView& view, bool bf16, int rank,
+fa_status encode_operand(CUtensorMap* map, const TensorView& view, bool bf16, int rank,
                          const cuuint64_t* dims, const cuuint64_t* strides,
                          const cuuint32_t* box, const cuuint32_t* element_strides) {
   PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
@@ -78,7 +78,7 @@ fa_status encode_operand(CUtensorMap* map, const sm80::TensorView& view, bool bf
 
 }  // namespace
 
-fa_status encode_tensor_map(CUtensorMap* map, const sm80::TensorView& view, bool bf16,
+fa_status encode_tensor_map(CUtensorMap* map, const TensorView& view, bool bf16,
                             int head_dim, int64_t rows, int64_t heads, int64_t batch,
                             int box_rows, bool* encoded) {
   *encoded = false;
@@ -100,7 +100,7 @@ fa_status encode_tensor_map(CUtensorMap* map, const sm80::TensorView& view, bool
 }
 
 fa_status encode_permuted_maps(CUtensorMap* groups, CUtensorMap* halves,
-                               const sm80::TensorView& view, bool bf16, int head_dim,
+                               const TensorView& view, bool bf16, int head_dim,
                                int64_t rows, int64_t heads, int64_t batch, bool* encoded) {
   *encoded = false;
   int64_t row_bytes, head_bytes, batch_bytes;
@@ -135,7 +135,7 @@ fa_status encode_permuted_maps(CUtensorMap* groups, CUtensorMap* halves,
   return FA_OK;
 }
 
-fa_status encode_bias_map(CUtensorMap* map, const sm80::BiasView& bias, int64_t keys,
+fa_status encode_bias_map(CUtensorMap* map, const BiasView& bias, int64_t keys,
                           int64_t rows, int64_t heads, int64_t batch, int box_rows,
                           bool* encoded) {
   *encoded = false;

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "flashattn.h"
-#include "sm80/kernel_params.h"
+#include "common/kernel_params.h"
 
 namespace fa {
 namespace sm90 {
@@ -19,7 +19,7 @@ namespace sm90 {
 // *encoded is false, and nothing is an error, where the TMA's rules rule the operand out
 // (base or strides not multiples of 16 bytes, zero or huge strides): the caller then uses
 // sm80. A driver refusal of an operand within those rules is an error.
-fa_status encode_tensor_map(CUtensorMap* map, const sm80::TensorView& view, bool bf16,
+fa_status encode_tensor_map(CUtensorMap* map, const TensorView& view, bool bf16,
                             int head_dim, int64_t rows, int64_t heads, int64_t batch,
                             int box_rows, bool* encoded);
 
@@ -32,7 +32,7 @@ fa_status encode_tensor_map(CUtensorMap* map, const sm80::TensorView& view, bool
 //           long so that a start row r loads as (r / 8, r % 8); it does not clip rows past
 //           the end, so the kernel uses it only for tiles inside the tensor.
 fa_status encode_permuted_maps(CUtensorMap* groups, CUtensorMap* halves,
-                               const sm80::TensorView& view, bool bf16, int head_dim,
+                               const TensorView& view, bool bf16, int head_dim,
                                int64_t rows, int64_t heads, int64_t batch, bool* encoded);
 
 // Which dimensions of a bias [batch, head, row, key] are broadcast (stride 0, or size 1).
@@ -40,7 +40,7 @@ struct BiasBroadcast {
   bool row, head, batch;
 };
 
-inline BiasBroadcast bias_broadcast(const sm80::BiasView& bias, int64_t rows, int64_t heads,
+inline BiasBroadcast bias_broadcast(const BiasView& bias, int64_t rows, int64_t heads,
                                     int64_t batch) {
   return {bias.sr == 0 || rows == 1, bias.sh == 0 || heads == 1, bias.sb == 0 || batch == 1};
 }
@@ -51,7 +51,7 @@ inline BiasBroadcast bias_broadcast(const sm80::BiasView& bias, int64_t rows, in
 // loads them at coordinate 0; a broadcast row dimension is read one row per box. *encoded is
 // false where the TMA cannot address the bias (base or a stepped stride not a multiple of
 // 16 bytes): the caller then uses sm80.
-fa_status encode_bias_map(CUtensorMap* map, const sm80::BiasView& bias, int64_t keys,
+fa_status encode_bias_map(CUtensorMap* map, const BiasView& bias, int64_t keys,
                           int64_t rows, int64_t heads, int64_t batch, int box_rows,
                           bool* encoded);
 

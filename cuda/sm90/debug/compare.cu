@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "sm80/params_build.h"
+#include "common/kernel_params_build.h"
 #include "sm90/debug/harness.h"
 #include "sm90/sm90.h"
 
@@ -132,8 +132,8 @@ bool check_case(const Case& c, bool with_oracle) {
     ap.bias.stride_row = bsr;
   }
 
-  const fa::sm80::LaunchContext ctx = harness::hopper_context();
-  const fa::sm80::KernelParams p = fa::sm80::make_params(ap);
+  const fa::LaunchContext ctx = harness::hopper_context();
+  const fa::KernelParams p = fa::make_params(ap);
   bool launched = false;
   auto sm80 = [&](const fa::AttentionParams&) {
     const fa_status s = c.d <= 64    ? fa::sm80::launch_fwd_d64(p, c.bf16, ctx)
@@ -142,7 +142,7 @@ bool check_case(const Case& c, bool with_oracle) {
     if (s != FA_OK) std::fprintf(stderr, "sm80 status %d\n", s);
   };
   auto sm90 = [&](const fa::AttentionParams&) {
-    const fa_status s = fa::sm90::try_forward(p, c.bf16, ctx, &launched);
+    const fa_status s = harness::launch_fwd90(p, c.bf16, ctx, &launched);
     if (s != FA_OK) std::fprintf(stderr, "sm90 status %d\n", s);
   };
   std::vector<uint16_t> o80, o90;
@@ -287,8 +287,8 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
     ap.bias.stride_head = int64_t(s) * s;
     ap.bias.stride_row = s;
   }
-  const fa::sm80::LaunchContext ctx = harness::hopper_context();
-  const fa::sm80::KernelParams p = fa::sm80::make_params(ap);
+  const fa::LaunchContext ctx = harness::hopper_context();
+  const fa::KernelParams p = fa::make_params(ap);
   auto median_us = [](auto&& launch) { return harness::median_us(launch, 20); };
   const float t80 = !g_time_sm80 ? 0.0f : median_us([&] {
     d <= 64 ? fa::sm80::launch_fwd_d64(p, true, ctx)
@@ -296,7 +296,7 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
                        : fa::sm80::launch_fwd_d256(p, true, ctx);
   });
   bool launched = false;
-  const float t90 = median_us([&] { fa::sm90::try_forward(p, true, ctx, &launched); });
+  const float t90 = median_us([&] { harness::launch_fwd90(p, true, ctx, &launched); });
   CHECK(cudaGetLastError());
   const double flops = 4.0 * batch * heads * double(s) * s * d / (causal ? 2 : 1);
   std::printf("(%d,%d,%d,%d) causal=%d p=%.1f bias=%d  sm80 %8.1f us %5.0f TF/s   "

@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "sm80/bwd_aux_kernels.h"
-#include "sm80/bwd_plan.h"
-#include "sm80/launch.h"
-#include "sm80/params_build.h"
+#include "common/bwd_aux_kernels.h"
+#include "common/bwd_plan.h"
+#include "common/launch.h"
+#include "common/kernel_params_build.h"
 #include "sm90/debug/harness.h"
 #include "sm90/sm90.h"
 
@@ -44,38 +44,38 @@ struct Case {
   int poison_seq = -1;  // nested: this sequence's q, k, v, dout rows hold +Inf
 };
 
-fa_status launch_fwd80(const fa::sm80::KernelParams& p, bool bf16,
-                       const fa::sm80::LaunchContext& ctx) {
+fa_status launch_fwd80(const fa::KernelParams& p, bool bf16,
+                       const fa::LaunchContext& ctx) {
   return p.head_dim <= 64    ? fa::sm80::launch_fwd_d64(p, bf16, ctx)
          : p.head_dim <= 128 ? fa::sm80::launch_fwd_d128(p, bf16, ctx)
                              : fa::sm80::launch_fwd_d256(p, bf16, ctx);
 }
 
-fa_status launch_main80(const fa::sm80::KernelParams& p, bool bf16,
-                        const fa::sm80::LaunchContext& ctx) {
+fa_status launch_main80(const fa::KernelParams& p, bool bf16,
+                        const fa::LaunchContext& ctx) {
   return p.head_dim_pad == 64    ? fa::sm80::launch_bwd_d64(p, bf16, ctx)
          : p.head_dim_pad == 128 ? fa::sm80::launch_bwd_d128(p, bf16, ctx)
                                  : fa::sm80::launch_bwd_d256(p, bf16, ctx);
 }
 
-fa_status launch_main90(const fa::sm80::KernelParams& p, bool bf16,
-                        const fa::sm80::LaunchContext& ctx, bool* launched) {
+fa_status launch_main90(const fa::KernelParams& p, bool bf16,
+                        const fa::LaunchContext& ctx, bool* launched) {
   *launched = false;
   return p.head_dim_pad == 64    ? fa::sm90::launch_bwd_d64(p, bf16, ctx, launched)
          : p.head_dim_pad == 128 ? fa::sm90::launch_bwd_d128(p, bf16, ctx, launched)
                                  : FA_OK;
 }
 
-// The backward of sm80/bwd.cu with a chosen main kernel (p already points at the
+// The backward of cuda/api/cuda_backward.cu with a chosen main kernel (p already points at the
 // workspace).
-void backward(const fa::sm80::KernelParams& p, bool bf16, const fa::sm80::LaunchContext& ctx,
+void backward(const fa::KernelParams& p, bool bf16, const fa::LaunchContext& ctx,
               bool sm90, bool* launched) {
-  const dim3 aux(fa::sm80::ceil_div(p.seqlen_q, fa::sm80::kAuxRows), p.heads_q, p.batch);
-  const int threads = fa::sm80::kAuxThreads;
+  const dim3 aux(fa::ceil_div(p.seqlen_q, fa::kAuxRows), p.heads_q, p.batch);
+  const int threads = fa::kAuxThreads;
   if (bf16) {
-    fa::sm80::bwd_preprocess_kernel<__nv_bfloat16><<<aux, threads>>>(p);
+    fa::bwd_preprocess_kernel<__nv_bfloat16><<<aux, threads>>>(p);
   } else {
-    fa::sm80::bwd_preprocess_kernel<__half><<<aux, threads>>>(p);
+    fa::bwd_preprocess_kernel<__half><<<aux, threads>>>(p);
   }
   CHECK(cudaGetLastError());
   fa_status s = FA_OK;
@@ -87,9 +87,9 @@ void backward(const fa::sm80::KernelParams& p, bool bf16, const fa::sm80::Launch
   if (s != FA_OK) std::fprintf(stderr, "main kernel status %d\n", int(s));
   CHECK(cudaGetLastError());
   if (bf16) {
-    fa::sm80::dq_convert_kernel<__nv_bfloat16><<<aux, threads>>>(p);
+    fa::dq_convert_kernel<__nv_bfloat16><<<aux, threads>>>(p);
   } else {
-    fa::sm80::dq_convert_kernel<__half><<<aux, threads>>>(p);
+    fa::dq_convert_kernel<__half><<<aux, threads>>>(p);
   }
   CHECK(cudaGetLastError());
 }
@@ -144,15 +144,15 @@ bool check_case(const Case& c) {
     dev.cu_k = harness::to_device(cu_k);
   }
   const fa::AttentionParams ap = harness::base_params(c, geo, dev);
-  const fa::sm80::LaunchContext ctx = harness::hopper_context();
-  fa::sm80::KernelParams p = fa::sm80::make_params(ap);
+  const fa::LaunchContext ctx = harness::hopper_context();
+  fa::KernelParams p = fa::make_params(ap);
   if (launch_fwd80(p, c.bf16, ctx) != FA_OK) std::fprintf(stderr, "forward failed\n");
   CHECK(cudaGetLastError());
 
-  const fa::sm80::BwdPlan plan = fa::sm80::plan_backward(p, false);
+  const fa::BwdPlan plan = fa::plan_backward(p, false);
   char* ws = nullptr;
   CHECK(cudaMalloc(&ws, plan.total_bytes));
-  fa::sm80::apply_plan(p, plan, ws, false);
+  fa::apply_plan(p, plan, ws, false);
 
   auto run = [&](bool sm90, std::vector<uint16_t>& dq, std::vector<uint16_t>& dk,
                  std::vector<uint16_t>& dv, bool* launched) {
@@ -239,13 +239,13 @@ void time_case(int batch, int heads, int s, int d, bool causal, float dropout = 
   for (void** x : {&dev.out, &dev.dq, &dev.dk, &dev.dv}) CHECK(cudaMalloc(x, geo.q_elems * 2));
   CHECK(cudaMalloc(&dev.lse, geo.lse_elems * 4));
   const fa::AttentionParams ap = harness::base_params(c, geo, dev);
-  const fa::sm80::LaunchContext ctx = harness::hopper_context();
-  fa::sm80::KernelParams p = fa::sm80::make_params(ap);
+  const fa::LaunchContext ctx = harness::hopper_context();
+  fa::KernelParams p = fa::make_params(ap);
   launch_fwd80(p, true, ctx);
-  const fa::sm80::BwdPlan plan = fa::sm80::plan_backward(p, false);
+  const fa::BwdPlan plan = fa::plan_backward(p, false);
   char* ws = nullptr;
   CHECK(cudaMalloc(&ws, plan.total_bytes));
-  fa::sm80::apply_plan(p, plan, ws, false);
+  fa::apply_plan(p, plan, ws, false);
   bool launched = false;
   backward(p, true, ctx, false, &launched);  // the workspace's D and lse
   auto median_us = [](auto&& launch) { return harness::median_us(launch, 15); };

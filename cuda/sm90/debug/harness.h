@@ -17,6 +17,7 @@
 #include "common/params.h"
 #include "flashattn.h"
 #include "sm80/sm80.h"
+#include "sm90/sm90.h"
 
 #define CHECK(call)                                                                      \
   do {                                                                                   \
@@ -29,6 +30,16 @@
   } while (0)
 
 namespace harness {
+
+// The sm90 forward of the bucket, as the dispatcher (cuda/api/cuda_dispatch.cu) calls it.
+inline fa_status launch_fwd90(const fa::KernelParams& p, bool bf16,
+                              const fa::LaunchContext& ctx, bool* launched) {
+  *launched = false;
+  if (!fa::sm90::takes_forward(p)) return FA_OK;
+  return p.head_dim <= 64    ? fa::sm90::launch_fwd_d64(p, bf16, ctx, launched)
+         : p.head_dim <= 128 ? fa::sm90::launch_fwd_d128(p, bf16, ctx, launched)
+                             : fa::sm90::launch_fwd_d256(p, bf16, ctx, launched);
+}
 
 inline uint16_t to_half_bits(float x, bool bf16) {
   if (bf16) {
@@ -149,7 +160,7 @@ fa::AttentionParams base_params(const C& c, const Geometry& g, const Buffers& d)
   ap.lse.stride_head = g.nested ? 1 : c.sq;
   ap.lse.stride_row = g.nested ? c.hq : 1;
   ap.scale = 1.0f / std::sqrt(float(c.d));
-  ap.causal = c.causal;
+  if (c.causal) ap.window.right = 0;  // causal: the window (-1, 0)
   ap.dropout_p = c.dropout;
   ap.seed = 0x1234567890abcdefull;
   ap.offset = 77;
@@ -157,8 +168,8 @@ fa::AttentionParams base_params(const C& c, const Geometry& g, const Buffers& d)
 }
 
 // Launch context of device 0, a Hopper GPU (the harnesses run nowhere else).
-inline fa::sm80::LaunchContext hopper_context() {
-  fa::sm80::LaunchContext ctx;
+inline fa::LaunchContext hopper_context() {
+  fa::LaunchContext ctx;
   ctx.device = 0;
   ctx.compute_capability = 90;
   CHECK(cudaDeviceGetAttribute(&ctx.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));

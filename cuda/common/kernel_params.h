@@ -1,13 +1,14 @@
-// kernel_params.h: what the sm80 kernels receive (by value), built on the host from the
-// validated AttentionParams by dispatch.cu, and the per-block view of one sequence.
+// kernel_params.h: what every GPU kernel (sm80 and sm90) receives by value, built on the
+// host from the validated AttentionParams (kernel_params_build.h).
 #pragma once
 
 #include <cuda_runtime.h>  // __host__ / __device__ for host-only includers
 
 #include <cstdint>
 
+#include "common/mask.h"
+
 namespace fa {
-namespace sm80 {
 
 // A [batch, head, row, dim] view; the dim stride is 1. For nested batches stride_b is 0
 // and rows are global (row_start(b) + i).
@@ -39,6 +40,12 @@ enum DbiasMode : int {
 };
 
 struct KernelParams {
+  // The visibility rule for one sequence of lengths (sq, sk).
+  __host__ __device__ BasicKeyRange<int> key_range(int sq, int sk) const {
+    return BasicKeyRange<int>{BasicWindow<int>{window_left, window_right}, sq, sk};
+  }
+  __host__ __device__ bool windowed() const { return window_left >= 0 || window_right >= 0; }
+
   // Forward inputs/outputs (the backward reads q, k, v, out as well).
   TensorView q, k, v, out;
   TensorView lse;  // float32, no dim: element at ptr + b*sb + h*sh + row*sr; may be absent
@@ -57,7 +64,14 @@ struct KernelParams {
   // the raw q.k (no bias) or scale * q.k + bias (with bias, then softmax_scale_log2 = log2 e).
   float softmax_scale_log2 = 1.0f;
   float lse_scale = 1.0f;  // lse = max * lse_scale + log(sum)
-  bool causal = false;
+  // Visibility (common/mask.h): -1 = unbounded; causal is window_right = 0.
+  int window_left = -1, window_right = -1;
+  // Score features (common/score.h).
+  float softcap = 0.0f;                 // 0 = off
+  const float* alibi_slopes = nullptr;  // slope of (b, h) at b * alibi_stride_b + h
+  int alibi_stride_b = 0;
+  const float* sinks = nullptr;         // [Hq] logits, nullptr = none
+  float* dsinks = nullptr;              // backward: [Hq]
   bool has_bias = false;
   bool bias_staged = false;  // bias tiles go through shared memory (see bias.h)
 
@@ -86,52 +100,4 @@ struct KernelParams {
   float* dq_accum = nullptr;  // sum over key blocks of dS K (unscaled), [.., head_dim_pad]
 };
 
-// One sequence of the batch as a block sees it.
-//
-// Nested batches: cu_seqlens may be caller-promised rather than checked (common/params.h),
-// so each sequence is clamped to the packed rows and to the maximum length; broken
-// promises then give wrong numbers, never accesses outside the tensors or the grid.
-struct SeqInfo {
-  int q_row0, k_row0;  // first global row (0 for dense batches; cu_seqlens are int32)
-  int sq, sk;          // lengths
-
-  __device__ static void clamp_sequence(const int32_t* cu, int b, int64_t total, int max_len,
-                                        int& row0, int& len) {
-    int64_t start = cu[b], end = cu[b + 1];
-    start = start < 0 ? 0 : (start > total ? total : start);
-    const int64_t limit = start + max_len < total ? start + max_len : total;
-    end = end < start ? start : (end > limit ? limit : end);
-    row0 = int(start);
-    len = int(end - start);
-  }
-
-  __device__ SeqInfo(const KernelParams& p, int b) {
-    if (p.cu_q != nullptr) {
-      clamp_sequence(p.cu_q, b, p.total_q, p.seqlen_q, q_row0, sq);
-      clamp_sequence(p.cu_k, b, p.total_k, p.seqlen_k, k_row0, sk);
-    } else {
-      q_row0 = 0;
-      k_row0 = 0;
-      sq = p.seqlen_q;
-      sk = p.seqlen_k;
-    }
-  }
-
-  // One past the last key visible to any of the query rows [row_begin, row_end).
-  __device__ int64_t key_end(bool causal, int64_t row_end) const {
-    if (!causal) return sk;
-    const int64_t last_row = row_end < sq ? row_end : sq;  // exclusive
-    const int64_t end = last_row + int64_t(sk) - sq;       // key_end of row last_row - 1
-    return end < sk ? end : sk;
-  }
-
-  // The first query row that sees key `key` (causal), >= 0.
-  __device__ int64_t first_row_seeing(bool causal, int64_t key) const {
-    if (!causal) return 0;
-    const int64_t row = key - (int64_t(sk) - sq);
-    return row > 0 ? row : 0;
-  }
-};
-
-}  // namespace sm80
 }  // namespace fa

@@ -1,13 +1,13 @@
-// params_build.h: AttentionParams (validated, backend-neutral) -> KernelParams. Host only.
+// kernel_params_build.h: AttentionParams (validated, backend-neutral) -> KernelParams, for
+// every GPU kernel. Host only.
 #pragma once
 
 #include "common/params.h"
 #include "common/philox.h"
 #include "flashattn.h"
-#include "sm80/kernel_params.h"
+#include "common/kernel_params.h"
 
 namespace fa {
-namespace sm80 {
 
 inline TensorView view(const Operand& o) {
   TensorView v;
@@ -57,7 +57,15 @@ inline KernelParams make_params(const AttentionParams& ap) {
   p.total_q = ap.total_q;
   p.total_k = ap.total_k;
   p.scale = ap.scale;
-  p.causal = ap.window.right == 0;
+  // A window side at least as wide as the sequence hides nothing: unbounded, which also
+  // keeps the kernels' int arithmetic of common/mask.h below 2^31.
+  p.window_left = ap.window.left >= ap.seqlen_k ? -1 : int(ap.window.left);
+  p.window_right = ap.window.right >= ap.seqlen_q ? -1 : int(ap.window.right);
+  p.softcap = ap.softcap;
+  p.alibi_slopes = ap.alibi_slopes;
+  p.alibi_stride_b = int(ap.alibi_stride_b);
+  p.sinks = ap.sinks;
+  p.dsinks = ap.dsinks;
   p.has_bias = ap.bias.ptr != nullptr;
   constexpr float kLog2e = 1.4426950408889634f;
   p.softmax_scale_log2 = p.has_bias ? kLog2e : ap.scale * kLog2e;
@@ -76,5 +84,4 @@ inline KernelParams make_params(const AttentionParams& ap) {
   return p;
 }
 
-}  // namespace sm80
 }  // namespace fa

@@ -10,10 +10,9 @@
 
 #include <cmath>
 
-#include "sm80/tile.h"
+#include "common/fragments.h"
 
 namespace fa {
-namespace sm80 {
 
 template <int MS>
 struct OnlineSoftmax {
@@ -85,5 +84,4 @@ struct OnlineSoftmax {
   }
 };
 
-}  // namespace sm80
 }  // namespace fa

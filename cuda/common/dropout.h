@@ -10,10 +10,9 @@
 #pragma once
 
 #include "common/philox.h"
-#include "sm80/tile.h"
+#include "common/fragments.h"
 
 namespace fa {
-namespace sm80 {
 
 struct DropoutRng {
   uint64_t seed;
@@ -78,5 +77,4 @@ __device__ __forceinline__ void dropout_for_each(const DropoutRng& rng, int row0
     }
 }
 
-}  // namespace sm80
 }  // namespace fa

@@ -15,11 +15,9 @@
 
 #include <cstdint>
 
-#include "sm80/kernel_params.h"
-#include "sm80/sm80.h"
+#include "common/kernel_params.h"
 
 namespace fa {
-namespace sm80 {
 
 struct BwdPlan {
   int head_dim_pad = 0;
@@ -97,18 +95,4 @@ inline void apply_plan(KernelParams& p, const BwdPlan& plan, char* ws, bool dete
       plan.dbias_elements > 0 ? reinterpret_cast<float*>(ws + plan.dbias_offset) : nullptr;
 }
 
-// Runs the whole backward (workspace, preprocess, main kernel, dQ, dbias) on ctx.stream.
-fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* workspace,
-                       uint64_t workspace_bytes, const LaunchContext& ctx);
-
-// Per-bucket launchers (bwd_d{64,128,256}.cu): the main kernel, and the deterministic dQ
-// kernel.
-fa_status launch_bwd_d64(const KernelParams& p, bool bf16, const LaunchContext& ctx);
-fa_status launch_bwd_d128(const KernelParams& p, bool bf16, const LaunchContext& ctx);
-fa_status launch_bwd_d256(const KernelParams& p, bool bf16, const LaunchContext& ctx);
-fa_status launch_bwd_dq_d64(const KernelParams& p, bool bf16, const LaunchContext& ctx);
-fa_status launch_bwd_dq_d128(const KernelParams& p, bool bf16, const LaunchContext& ctx);
-fa_status launch_bwd_dq_d256(const KernelParams& p, bool bf16, const LaunchContext& ctx);
-
-}  // namespace sm80
 }  // namespace fa

@@ -1,4 +1,5 @@
-// launch.h: host-side helpers shared by the per-bucket translation units.
+// launch.h: what a kernel launcher needs besides the kernel parameters, shared by the
+// per-bucket translation units of sm80 and sm90.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -7,19 +8,21 @@
 #include <cstdint>
 
 #include "common/status.h"
-#include "sm80/kernel_params.h"
+#include "common/kernel_params.h"
 
-// Kernel launch; the CPU emulator (selftest/emu) runs the same launches on fibers.
-#if defined(FA_EMULATOR)
-#define FA_LAUNCH(kernel, grid, block, smem, stream, ...) \
-  ::emu::launch(kernel, dim3(grid), dim3(block), smem, __VA_ARGS__)
-#else
 #define FA_LAUNCH(kernel, grid, block, smem, stream, ...) \
   kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
-#endif
 
 namespace fa {
-namespace sm80 {
+
+// The device a call runs on, as the dispatcher (cuda/api/cuda_dispatch.cu) found it.
+struct LaunchContext {
+  int device = 0;
+  int max_smem_optin = 0;      // bytes per block
+  int compute_capability = 0;  // major * 10 + minor
+  int multiprocessors = 0;
+  cudaStream_t stream = nullptr;
+};
 
 // Raises kKernel's dynamic shared memory limit to `bytes` (the most it is ever launched
 // with on this device) once per device; the kernel itself keys the cache.
@@ -41,5 +44,4 @@ inline int ceil_div(int64_t a, int64_t b) { return int((a + b - 1) / b); }
 // A grid with no blocks (e.g. every sequence of a nested batch empty): nothing to launch.
 inline bool empty_grid(const dim3& grid) { return grid.x == 0 || grid.y == 0 || grid.z == 0; }
 
-}  // namespace sm80
 }  // namespace fa

@@ -8,12 +8,12 @@
 
 #include <cmath>
 
-#include "sm80/dbias.h"
-#include "sm80/kernel_params.h"
-#include "sm80/tile.h"
+#include "common/dbias.h"
+#include "common/kernel_params.h"
+#include "common/seqlen.h"
+#include "common/fragments.h"
 
 namespace fa {
-namespace sm80 {
 
 constexpr int kAuxThreads = 256;
 constexpr int kAuxRows = kAuxThreads / 8;  // rows per block
@@ -117,5 +117,4 @@ __global__ void __launch_bounds__(kAuxThreads)
   }
 }
 
-}  // namespace sm80
 }  // namespace fa

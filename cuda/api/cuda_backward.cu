@@ -1,26 +1,27 @@
-// bwd.cu: the backward pass end to end, and its small kernels.
+// cuda_backward.cu: the backward pass end to end on CUDA: the architecture-neutral small
+// kernels (common/bwd_aux_kernels.h) around the main kernel the dispatcher picks.
 //
 // Order on the stream:
 //   1. workspace: params.workspace when it is large enough, else the library's scratch
 //      pool on the stream (common/scratch_pool.h; returned after the last kernel,
 //      stream-ordered, no sync)
 //   2. dbias: zero the fp32 buffer (atomic / partial), or zero dbias itself where the main
-//      kernel will not write every element (causal or nested, direct mode)
+//      kernel will not write every element (a window or causal mask, or nested; direct
+//      mode)
 //   3. preprocess: D = rowsum(dO * O), lse in log2 units, zeroed dQ accumulator
 //   4. main kernel: dK, dV, (dQ accumulation), dbias
 //   5. dq: convert the accumulator, or (deterministic) the dQ kernel
 //   6. dbias: finish from the buffer
 #include <cuda_runtime.h>
 
+#include "api/cuda_steps.h"
+#include "common/bwd_aux_kernels.h"
+#include "common/bwd_plan.h"
+#include "common/launch.h"
 #include "common/scratch_pool.h"
 #include "common/status.h"
-#include "sm80/bwd_aux_kernels.h"
-#include "sm80/bwd_plan.h"
-#include "sm80/launch.h"
-#include "sm90/sm90.h"
 
 namespace fa {
-namespace sm80 {
 namespace {
 
 // Frees a library-allocated workspace on the stream when the backward returns.
@@ -68,7 +69,7 @@ fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* wor
   // 2. dbias buffers.
   if (plan.dbias_elements > 0) {
     FA_CUDA_CHECK(cudaMemsetAsync(p.dbias_accum, 0, plan.dbias_elements * 4, ctx.stream));
-  } else if (plan.dbias_mode == kDbiasDirect && (p.causal || p.cu_q != nullptr)) {
+  } else if (plan.dbias_mode == kDbiasDirect && (p.windowed() || p.cu_q != nullptr)) {
     FA_LAUNCH(dbias_finish_kernel, dbias_finish_blocks(p), kAuxThreads, 0, ctx.stream, p,
               kDbiasZero);
     FA_CUDA_CHECK(cudaGetLastError());
@@ -86,22 +87,10 @@ fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* wor
     FA_CUDA_CHECK(cudaGetLastError());
   }
 
-  // 4. main kernel (Hopper: the sm90 kernel where it supports the case); 5. dQ.
-  const int bucket = plan.head_dim_pad;
-  bool on_sm90 = false;
-  fa_status s = sm90::try_backward_main(p, bf16, ctx, &on_sm90);
-  if (s != FA_OK) return s;
-  if (!on_sm90) {
-    s = bucket == 64    ? launch_bwd_d64(p, bf16, ctx)
-        : bucket == 128 ? launch_bwd_d128(p, bf16, ctx)
-                        : launch_bwd_d256(p, bf16, ctx);
-  }
-  if (s != FA_OK) return s;
+  // 4. main kernel; 5. dQ.
+  if (const fa_status s = launch_backward_main(p, bf16, ctx)) return s;
   if (deterministic) {
-    s = bucket == 64    ? launch_bwd_dq_d64(p, bf16, ctx)
-        : bucket == 128 ? launch_bwd_dq_d128(p, bf16, ctx)
-                        : launch_bwd_dq_d256(p, bf16, ctx);
-    if (s != FA_OK) return s;
+    if (const fa_status s = launch_backward_dq(p, bf16, ctx)) return s;
   } else if (any_rows) {
     if (bf16) {
       FA_LAUNCH(dq_convert_kernel<__nv_bfloat16>, aux_grid, kAuxThreads, 0, ctx.stream, p);
@@ -120,5 +109,4 @@ fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* wor
   return FA_OK;
 }
 
-}  // namespace sm80
 }  // namespace fa

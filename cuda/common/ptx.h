@@ -16,7 +16,6 @@
 #include <type_traits>
 
 namespace fa {
-namespace sm80 {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -136,5 +135,4 @@ __device__ __forceinline__ void red_add2(float* p, float a, float b) {
 #endif
 }
 
-}  // namespace sm80
 }  // namespace fa

@@ -9,11 +9,10 @@
 #pragma once
 
 #include "flashattn.h"
-#include "sm80/kernel_params.h"
-#include "sm80/tile.h"
+#include "common/kernel_params.h"
+#include "common/fragments.h"
 
 namespace fa {
-namespace sm80 {
 
 template <typename B>
 __device__ __forceinline__ void store_as(B* p, float v) {
@@ -125,5 +124,4 @@ struct ColumnSums {
   }
 };
 
-}  // namespace sm80
 }  // namespace fa

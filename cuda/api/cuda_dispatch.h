@@ -1,0 +1,19 @@
+// cuda_dispatch.h: the CUDA backend's dispatcher (cuda_dispatch.cu), called by
+// cuda_backend.cpp once the operands are staged: device checks, kernel parameters, and
+// which architecture's kernels run each case.
+#pragma once
+
+#include <cstdint>
+
+#include "common/params.h"
+#include "flashattn.h"
+
+namespace fa {
+
+// Refuses, before anything is staged or launched, what no CUDA kernel computes yet.
+fa_status dispatch_check_features(const AttentionParams& params);
+fa_status dispatch_forward(const AttentionParams& params);
+fa_status dispatch_backward(const AttentionParams& params);
+fa_status dispatch_backward_workspace_size(const AttentionParams& params, uint64_t* bytes);
+
+}  // namespace fa

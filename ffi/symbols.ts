@@ -9,6 +9,7 @@
 export const symbols = {
   // library
   fa_abi_version: { parameters: [], result: "u32" },
+  fa_abi_layout: { parameters: [], result: "pointer" },
   fa_last_error: { parameters: [], result: "pointer" },
   fa_version: { parameters: [], result: "pointer" },
   fa_cpu_set_threads: { parameters: ["i32"], result: "i32" },

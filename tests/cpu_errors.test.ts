@@ -1,7 +1,8 @@
 /**
  * Bad input: every kind gives FlashAttentionError with the right `code` and `argument`, and
  * leaves preallocated (poisoned) outputs untouched. The public API first, then the raw C ABI
- * with structs packed here from the header's documented offsets (mismatched devices,
+ * with structs packed here at the offsets of the library's own fa_abi_layout() table
+ * (independent of ffi/structs.ts, which a test compares byte for byte; mismatched devices,
  * misaligned pointers, zero strides, bad cu_seqlens values, ABI version and struct size).
  */
 
@@ -22,6 +23,7 @@ import {
 } from "../mod.ts";
 import { disposeTensors, POISON, poisoned } from "./helpers/cases.ts";
 import { assertAllEqual } from "./helpers/check.ts";
+import { libraryOffset, libraryStruct } from "./helpers/abi_layout.ts";
 import { Rng } from "./helpers/random.ts";
 
 /** Asserts `fn` throws FlashAttentionError with `code` and (when given) `argument`. */
@@ -509,7 +511,7 @@ Deno.test("errors: tensor construction and views", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The raw C ABI, with structs packed here from flashattn.h's documented offsets.
+// The raw C ABI, with structs packed here at the offsets of fa_abi_layout().
 
 const FA_FLOAT16 = 0, FA_FLOAT32 = 2, FA_INT32 = 3;
 
@@ -529,14 +531,15 @@ function addressOf(buffer: ArrayBufferView<ArrayBuffer>): bigint {
 
 function writeRawTensor(view: DataView, at: number, t: RawTensor | undefined): void {
   if (!t) return;
-  view.setBigUint64(at, t.data, true);
-  view.setInt32(at + 8, t.dtype, true);
-  view.setInt32(at + 12, t.device, true);
-  view.setInt32(at + 16, t.ndim ?? t.shape.length, true);
-  view.setInt32(at + 20, t.reserved ?? 0, true);
+  const field = (name: string) => at + libraryOffset("fa_tensor", name);
+  view.setBigUint64(field("data"), t.data, true);
+  view.setInt32(field("dtype"), t.dtype, true);
+  view.setInt32(field("device"), t.device, true);
+  view.setInt32(field("ndim"), t.ndim ?? t.shape.length, true);
+  view.setInt32(field("reserved"), t.reserved ?? 0, true);
   for (let d = 0; d < t.shape.length; d++) {
-    view.setBigInt64(at + 24 + 8 * d, BigInt(t.shape[d]), true);
-    view.setBigInt64(at + 56 + 8 * d, BigInt(t.stride[d]), true);
+    view.setBigInt64(field("shape") + 8 * d, BigInt(t.shape[d]), true);
+    view.setBigInt64(field("stride") + 8 * d, BigInt(t.stride[d]), true);
   }
 }
 
@@ -559,31 +562,48 @@ interface RawForward {
   maxQ: number;
   maxK: number;
   reserved: number;
+  sinks?: RawTensor;
+  alibiSlopes?: RawTensor;
+  windowLeft: number;
+  windowRight: number;
+  softcap: number;
+  reserved2: number;
 }
 
-/** fa_forward_args: 760 bytes, offsets from the header comment. */
+/** The fields both raw structs share, written at the library's own offsets of `struct`. */
+function writeRawShared(view: DataView, struct: string, a: RawForward): void {
+  const at = (name: string) => libraryOffset(struct, name);
+  view.setUint32(at("abi_version"), a.abiVersion, true);
+  view.setUint32(at("struct_size"), a.structSize, true);
+  writeRawTensor(view, at("q"), a.q);
+  writeRawTensor(view, at("k"), a.k);
+  writeRawTensor(view, at("v"), a.v);
+  writeRawTensor(view, at("out"), a.out);
+  writeRawTensor(view, at("lse"), a.lse);
+  writeRawTensor(view, at("bias"), a.bias);
+  writeRawTensor(view, at("cu_seqlens_q"), a.cuQ);
+  writeRawTensor(view, at("cu_seqlens_k"), a.cuK);
+  view.setFloat32(at("scale"), a.scale, true);
+  view.setFloat32(at("dropout_p"), a.dropoutP, true);
+  view.setBigUint64(at("seed"), a.seed, true);
+  view.setBigUint64(at("offset"), a.offset, true);
+  view.setUint32(at("flags"), a.flags, true);
+  view.setInt32(at("max_seqlen_q"), a.maxQ, true);
+  view.setInt32(at("max_seqlen_k"), a.maxK, true);
+  view.setInt32(at("reserved"), a.reserved, true);
+  view.setBigUint64(at("stream"), 0n, true);
+  writeRawTensor(view, at("sinks"), a.sinks);
+  writeRawTensor(view, at("alibi_slopes"), a.alibiSlopes);
+  view.setInt32(at("window_left"), a.windowLeft, true);
+  view.setInt32(at("window_right"), a.windowRight, true);
+  view.setFloat32(at("softcap"), a.softcap, true);
+  view.setInt32(at("reserved2"), a.reserved2, true);
+}
+
+/** fa_forward_args, at the offsets of the library's fa_abi_layout() table. */
 function packRawForward(a: RawForward): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(760);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, a.abiVersion, true);
-  view.setUint32(4, a.structSize, true);
-  writeRawTensor(view, 8, a.q);
-  writeRawTensor(view, 96, a.k);
-  writeRawTensor(view, 184, a.v);
-  writeRawTensor(view, 272, a.out);
-  writeRawTensor(view, 360, a.lse);
-  writeRawTensor(view, 448, a.bias);
-  writeRawTensor(view, 536, a.cuQ);
-  writeRawTensor(view, 624, a.cuK);
-  view.setFloat32(712, a.scale, true);
-  view.setFloat32(716, a.dropoutP, true);
-  view.setBigUint64(720, a.seed, true);
-  view.setBigUint64(728, a.offset, true);
-  view.setUint32(736, a.flags, true);
-  view.setInt32(740, a.maxQ, true);
-  view.setInt32(744, a.maxK, true);
-  view.setInt32(748, a.reserved, true);
-  view.setBigUint64(752, 0n, true);
+  const bytes = new Uint8Array(libraryStruct("fa_forward_args").size);
+  writeRawShared(new DataView(bytes.buffer), "fa_forward_args", a);
   return bytes;
 }
 
@@ -596,40 +616,29 @@ interface RawBackward extends RawForward {
   dbias?: RawTensor;
   workspace: bigint;
   workspaceBytes: bigint;
+  dsinks?: RawTensor;
 }
 
-/** fa_backward_args: 1216 bytes, offsets from the header comment. */
+/** fa_backward_args, at the offsets of the library's fa_abi_layout() table. */
 function packRawBackward(a: RawBackward): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(1216);
+  const struct = "fa_backward_args";
+  const bytes = new Uint8Array(libraryStruct(struct).size);
   const view = new DataView(bytes.buffer);
-  view.setUint32(0, a.abiVersion, true);
-  view.setUint32(4, a.structSize, true);
-  writeRawTensor(view, 8, a.q);
-  writeRawTensor(view, 96, a.k);
-  writeRawTensor(view, 184, a.v);
-  writeRawTensor(view, 272, a.out);
-  writeRawTensor(view, 360, a.dout);
-  writeRawTensor(view, 448, a.lse);
-  writeRawTensor(view, 536, a.dq);
-  writeRawTensor(view, 624, a.dk);
-  writeRawTensor(view, 712, a.dv);
-  writeRawTensor(view, 800, a.bias);
-  writeRawTensor(view, 888, a.dbias);
-  writeRawTensor(view, 976, a.cuQ);
-  writeRawTensor(view, 1064, a.cuK);
-  view.setFloat32(1152, a.scale, true);
-  view.setFloat32(1156, a.dropoutP, true);
-  view.setBigUint64(1160, a.seed, true);
-  view.setBigUint64(1168, a.offset, true);
-  view.setUint32(1176, a.flags, true);
-  view.setInt32(1180, a.maxQ, true);
-  view.setInt32(1184, a.maxK, true);
-  view.setInt32(1188, a.reserved, true);
-  view.setBigUint64(1192, 0n, true);
-  view.setBigUint64(1200, a.workspace, true);
-  view.setBigUint64(1208, a.workspaceBytes, true);
+  const at = (name: string) => libraryOffset(struct, name);
+  writeRawShared(view, struct, a);
+  writeRawTensor(view, at("dout"), a.dout);
+  writeRawTensor(view, at("dq"), a.dq);
+  writeRawTensor(view, at("dk"), a.dk);
+  writeRawTensor(view, at("dv"), a.dv);
+  writeRawTensor(view, at("dbias"), a.dbias);
+  view.setBigUint64(at("workspace"), a.workspace, true);
+  view.setBigUint64(at("workspace_bytes"), a.workspaceBytes, true);
+  writeRawTensor(view, at("dsinks"), a.dsinks);
   return bytes;
 }
+
+const FORWARD_SIZE = (): number => libraryStruct("fa_forward_args").size;
+const BACKWARD_SIZE = (): number => libraryStruct("fa_backward_args").size;
 
 /** Host buffers for a raw problem [1, 2, 4, 8] x [1, 2, 8, 8], kept alive by this object. */
 class RawProblem {
@@ -680,8 +689,8 @@ class RawProblem {
 
   forward(): RawForward {
     return {
-      abiVersion: 1,
-      structSize: 760,
+      abiVersion: 2,
+      structSize: FORWARD_SIZE(),
       q: this.t(this.q, FA_FLOAT16, [1, 2, 4, 8]),
       k: this.t(this.k, FA_FLOAT16, [1, 2, 8, 8]),
       v: this.t(this.v, FA_FLOAT16, [1, 2, 8, 8]),
@@ -695,13 +704,17 @@ class RawProblem {
       maxQ: 0,
       maxK: 0,
       reserved: 0,
+      windowLeft: -1,
+      windowRight: -1,
+      softcap: 0,
+      reserved2: 0,
     };
   }
 
   backward(): RawBackward {
     return {
       ...this.forward(),
-      structSize: 1216,
+      structSize: BACKWARD_SIZE(),
       dout: this.t(this.dout, FA_FLOAT16, [1, 2, 4, 8]),
       lse: this.t(this.lse, FA_FLOAT32, [1, 2, 4]),
       dq: this.t(this.dq, FA_FLOAT16, [1, 2, 4, 8]),
@@ -804,7 +817,7 @@ Deno.test("raw ABI: a dbias view with no elements is never written (nested, ever
   const args: RawBackward = {
     ...p.backward(),
     ...nested,
-    structSize: 1216,
+    structSize: BACKWARD_SIZE(),
     q: p.t(p.q, FA_FLOAT16, [0, 2, 8]),
     out: p.t(p.out, FA_FLOAT16, [0, 2, 8]),
     dout: p.t(p.dout, FA_FLOAT16, [0, 2, 8]),
@@ -898,24 +911,33 @@ Deno.test("raw ABI: this file's packing equals ffi/structs.ts byte for byte", ()
 Deno.test("raw ABI: abi_version and struct_size mismatches are refused (abi_mismatch)", () => {
   rawForwardFails("abi_version 999", ABI_MISMATCH, "args", (a) => ({ ...a, abiVersion: 999 }));
   rawForwardFails("abi_version 0", ABI_MISMATCH, "args", (a) => ({ ...a, abiVersion: 0 }));
-  rawForwardFails("struct_size 752", ABI_MISMATCH, "args", (a) => ({ ...a, structSize: 752 }));
+  rawForwardFails("struct_size 760 (ABI 1's)", ABI_MISMATCH, "args", (a) => ({
+    ...a,
+    structSize: 760,
+  }));
   rawForwardFails(
-    "struct_size 1216 (backward's)",
+    "struct_size of fa_backward_args",
+    ABI_MISMATCH,
+    "args",
+    (a) => ({ ...a, structSize: BACKWARD_SIZE() }),
+  );
+  rawBackwardFails(
+    "backward abi_version 1",
+    ABI_MISMATCH,
+    "args",
+    (a) => ({ ...a, abiVersion: 1 }),
+  );
+  rawBackwardFails(
+    "backward struct_size of fa_forward_args",
+    ABI_MISMATCH,
+    "args",
+    (a) => ({ ...a, structSize: FORWARD_SIZE() }),
+  );
+  rawBackwardFails(
+    "backward struct_size 1216 (ABI 1's)",
     ABI_MISMATCH,
     "args",
     (a) => ({ ...a, structSize: 1216 }),
-  );
-  rawBackwardFails(
-    "backward abi_version 2",
-    ABI_MISMATCH,
-    "args",
-    (a) => ({ ...a, abiVersion: 2 }),
-  );
-  rawBackwardFails(
-    "backward struct_size 760",
-    ABI_MISMATCH,
-    "args",
-    (a) => ({ ...a, structSize: 760 }),
   );
   // Through the FFI layer's status check: FlashAttentionError code "abi_mismatch".
   const p = new RawProblem();

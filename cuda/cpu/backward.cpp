@@ -92,7 +92,7 @@ void write_dsinks(const AttentionParams& params, const Deltas& deltas) {
         }
       }
     }
-    params.dsinks[h] = float(-sum);
+    params.dsinks[h] = float(0.0 - sum);  // +0, not -0, where nothing contributed
   }
 }
 

@@ -30,6 +30,9 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
   std::vector<float> q(rows * depth), kt(depth * kColBlock), v(kColBlock * depth);
   std::vector<float> acc(rows * depth, 0.0f), scores(rows * kColBlock), factors;
   std::vector<float> row_max(rows, kNegativeInfinity), row_sum(rows, 0.0f);
+  // Rows whose every visible score of some block was NaN: the maximum (like fmaxf) skips
+  // NaN, so such a block looks empty; the row's result must still be NaN (DESIGN.md).
+  std::vector<char> row_nan(rows, 0);
   if (dropout) factors.resize(rows * kColBlock);
   load_rows(params, params.q, b, h, span.q_start + i0, rows, q.data());
 
@@ -49,7 +52,10 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
       float block_max = kNegativeInfinity;
       for (int64_t c = 0; c < kColBlock; ++c) block_max = std::max(block_max, s[c]);
       const float new_max = std::max(row_max[r], block_max);
-      if (new_max == kNegativeInfinity) continue;  // nothing visible to this row yet
+      if (new_max == kNegativeInfinity) {  // nothing visible to this row yet, or only NaN
+        for (int64_t c = 0; c < kColBlock; ++c) row_nan[r] |= std::isnan(s[c]) ? 1 : 0;
+        continue;
+      }
       // Rescale what was accumulated under the old maximum (exp(-inf) = 0 the first time).
       const float correction = std::exp(row_max[r] - new_max);
       float* acc_row = acc.data() + r * depth;
@@ -86,6 +92,7 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
       inverse = 1.0f / row_sum[r];
       lse = row_max[r] + std::log(row_sum[r]);
     }
+    if (row_nan[r]) inverse = lse = std::numeric_limits<float>::quiet_NaN();
     // A row that saw no key and has no sink keeps row_sum 0: output 0, lse -inf, never NaN.
     for (int64_t d = 0; d < depth; ++d) out_row[d] = acc[r * depth + d] * inverse;
     store_row(out_row.data(), params.dtype, depth,

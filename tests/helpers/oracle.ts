@@ -80,6 +80,12 @@ export interface OracleGrads {
   dsinksMag: Float64Array;
 }
 
+/**
+ * Floor of the softcap derivative in the gradient magnitudes: (u + 1e-4) * 1e-3 >= 5e-7 for
+ * u >= 2^-11, above the float32 error of 1 - t^2.
+ */
+const CAP_GRAD_FLOOR = 1e-3;
+
 interface RowScores {
   /** Softmax probabilities before dropout; all 0 for a row that sees no key. */
   probs: Float64Array;
@@ -259,7 +265,12 @@ export function oracleBackward(
           const dsMag = pij * (dPMag[j] + deltaMag);
           dbias[rowBase + j] = ds;
           dbiasMag[rowBase + j] = dsMag;
-          const dx = ds * row.capGrad[j], dxMag = dsMag * row.capGrad[j];
+          // An implementation evaluates the softcap's derivative in float32 from the capped
+          // score, 1 - t^2 (common/score.h), with an absolute error of a few 1e-7 that is not
+          // proportional to it (cancellation as |t| -> 1); the magnitude carries that as a
+          // floor of CAP_GRAD_FLOOR on the derivative (values stay exact).
+          const dx = ds * row.capGrad[j];
+          const dxMag = dsMag * (p.softcap ? row.capGrad[j] + CAP_GRAD_FLOOR : 1);
           for (let d = 0; d < D; d++) {
             dq[qBase + d] += scale * dx * p.k[kBase + d];
             dk[kBase + d] += scale * dx * p.q[qBase + d];

@@ -8,7 +8,14 @@
 
 import assert from "node:assert/strict";
 import { check, ffi, lastError } from "../ffi/library.ts";
-import { packBackwardArgs, packForwardArgs, type TensorDescriptor } from "../ffi/structs.ts";
+import {
+  ABI_LAYOUT,
+  BACKWARD_ARGS_BYTES,
+  FORWARD_ARGS_BYTES,
+  packBackwardArgs,
+  packForwardArgs,
+  type TensorDescriptor,
+} from "../ffi/structs.ts";
 import {
   attention,
   attentionBackward,
@@ -23,7 +30,12 @@ import {
 } from "../mod.ts";
 import { disposeTensors, POISON, poisoned } from "./helpers/cases.ts";
 import { assertAllEqual } from "./helpers/check.ts";
-import { libraryOffset, libraryStruct } from "./helpers/abi_layout.ts";
+import {
+  libraryAbiLayout,
+  libraryOffset,
+  libraryStruct,
+  parseAbiLayout,
+} from "./helpers/abi_layout.ts";
 import { Rng } from "./helpers/random.ts";
 
 /** Asserts `fn` throws FlashAttentionError with `code` and (when given) `argument`. */
@@ -92,7 +104,8 @@ function forwardFails(
   const extra: Tensor[] = [];
   try {
     const call = make(b);
-    for (const t of [call.q, call.k, call.v, call.options?.bias]) {
+    const o = call.options;
+    for (const t of [call.q, call.k, call.v, o?.bias, o?.sinks, o?.alibiSlopes]) {
       if (t && t !== b.q && t !== b.k && t !== b.v) extra.push(t);
     }
     if (call.q && call.q.shape.length === 4) {
@@ -1148,4 +1161,257 @@ Deno.test("raw ABI: cu_seqlens checks", () => {
       maxQ: 3,
     }),
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Score features (window, softcap, sinks, ALiBi, dsinks): every refused value names its
+// argument and leaves the outputs untouched.
+
+const f32 = (shape: number[]): Tensor => Tensor.zeros(shape, "float32");
+
+Deno.test("errors: window and softcap values (TypeScript checks and the library's)", () => {
+  const bad: [string, unknown][] = [
+    ["one number", 3],
+    ["one edge", [3]],
+    ["three edges", [1, 2, 3]],
+    ["a fraction", [1.5, 0]],
+    ["NaN", [NaN, 0]],
+    ["a string", ["1", 0]],
+    ["past int32", [2 ** 31, 0]],
+  ];
+  for (const [what, window] of bad) {
+    forwardFails(`window ${what}`, "invalid_argument", "window", () => ({
+      options: { window: window as [number, number] },
+    }));
+  }
+  for (const window of [[-2, 0], [0, -2], [-5, -5]] as [number, number][]) {
+    forwardFails(`window [${window}]`, "invalid_argument", "window", () => ({
+      options: { window },
+    }));
+  }
+  for (const window of [[-1, 1], [4, 3]] as [number, number][]) {
+    forwardFails(`causal with window [${window}]`, "invalid_argument", "window", () => ({
+      options: { causal: true, window },
+    }));
+  }
+  for (const softcap of [-1, -1e-30, NaN, Infinity, -Infinity]) {
+    forwardFails(`softcap ${softcap}`, "invalid_argument", "softcap", () => ({
+      options: { softcap },
+    }));
+  }
+  forwardFails("softcap a string", "invalid_argument", "softcap", () => ({
+    options: { softcap: "2" as unknown as number },
+  }));
+  // Accepted: causal with right -1 or 0, softcap 0 (off).
+  const b = baseline();
+  try {
+    attention(b.q, b.k, b.v, { causal: true, window: [3, -1], softcap: 0 });
+    attention(b.q, b.k, b.v, { causal: true, window: [3, 0] }).out.dispose();
+  } finally {
+    disposeTensors(b);
+  }
+});
+
+Deno.test("errors: sinks and alibiSlopes of a wrong dtype, shape or rank", () => {
+  const cases: [string, string, () => AttentionOptions][] = [
+    ["sinks float16", "sinks", () => ({ sinks: poisoned([HQ], "float16") })],
+    ["sinks [Hq + 1]", "sinks", () => ({ sinks: f32([HQ + 1]) })],
+    ["sinks [Hkv]", "sinks", () => ({ sinks: f32([HKV]) })],
+    ["sinks [1, Hq]", "sinks", () => ({ sinks: f32([1, HQ]) })],
+    ["alibiSlopes bfloat16", "alibi_slopes", () => ({ alibiSlopes: poisoned([HQ], "bfloat16") })],
+    ["alibiSlopes [Hq - 1]", "alibi_slopes", () => ({ alibiSlopes: f32([HQ - 1]) })],
+    ["alibiSlopes [B + 1, Hq]", "alibi_slopes", () => ({ alibiSlopes: f32([B + 1, HQ]) })],
+    ["alibiSlopes [Hq, B]", "alibi_slopes", () => ({ alibiSlopes: f32([HQ, B]) })],
+    ["alibiSlopes [1, B, Hq]", "alibi_slopes", () => ({ alibiSlopes: f32([1, B, HQ]) })],
+  ];
+  for (const [what, argument, options] of cases) {
+    forwardFails(what, "invalid_argument", argument, () => ({ options: options() }));
+  }
+  // A disposed sinks tensor is named too.
+  const sinks = f32([HQ]);
+  sinks.dispose();
+  forwardFails("sinks disposed", "disposed", "sinks", () => ({ options: { sinks } }));
+});
+
+Deno.test("errors: dsinks missing, without sinks, of a wrong shape or dtype (backward)", () => {
+  const b = baseline();
+  const dout = rand([B, HQ, SQ, D]);
+  const sinks = f32([HQ]);
+  const fwd = attention(b.q, b.k, b.v, { sinks });
+  const dq = poisoned([B, HQ, SQ, D], "float16");
+  const extra: Tensor[] = [];
+  const keep = (t: Tensor): Tensor => {
+    extra.push(t);
+    return t;
+  };
+  const fails = (what: string, argument: string, options: BackwardOptions): void => {
+    assertFails(
+      () => attentionBackward(dout, b.q, b.k, b.v, fwd.out, fwd.lse, { dq, ...options }),
+      "invalid_argument",
+      argument,
+      what,
+    );
+    assertAllEqual(`${what}: dq after the error`, dq.toFloat32(), POISON);
+  };
+  try {
+    fails("dsinks without sinks", "dsinks", { dsinks: keep(poisoned([HQ], "float32")) });
+    fails("dsinks [Hq + 1]", "dsinks", { sinks, dsinks: keep(poisoned([HQ + 1], "float32")) });
+    fails("dsinks float16", "dsinks", { sinks, dsinks: keep(poisoned([HQ], "float16")) });
+    fails("sinks [Hkv]", "sinks", { sinks: keep(f32([HKV])) });
+    fails("alibiSlopes [B, Hkv]", "alibi_slopes", { alibiSlopes: keep(f32([B, HKV])) });
+    fails("causal with window [0, 2]", "window", { causal: true, window: [0, 2] });
+    fails("softcap NaN", "softcap", { softcap: NaN });
+    const dsinks = keep(poisoned([HQ], "float32"));
+    const g = attentionBackward(dout, b.q, b.k, b.v, fwd.out, fwd.lse, { sinks, dsinks });
+    assert.equal(g.dsinks, dsinks, "a passed dsinks is returned");
+    assert.ok(dsinks.toFloat32().every((x) => x !== POISON), "dsinks written");
+    disposeTensors(g);
+  } finally {
+    disposeTensors(b, fwd, { dout, sinks, dq });
+    for (const t of extra) if (!t.disposed) t.dispose();
+  }
+});
+
+Deno.test("raw ABI: score feature fields (window, softcap, reserved2, sinks, alibi_slopes)", () => {
+  for (const [left, right] of [[-2, -1], [-1, -3], [-100, 0]]) {
+    rawForwardFails(`window (${left}, ${right})`, INVALID, "window", (a) => ({
+      ...a,
+      windowLeft: left,
+      windowRight: right,
+    }));
+  }
+  rawForwardFails("causal flag with window_right 1", INVALID, "window", (a) => ({
+    ...a,
+    flags: 1,
+    windowRight: 1,
+  }));
+  for (const softcap of [-0.5, NaN, Infinity]) {
+    rawForwardFails(`softcap ${softcap}`, INVALID, "softcap", (a) => ({ ...a, softcap }));
+    rawBackwardFails(`backward softcap ${softcap}`, INVALID, "softcap", (a) => ({
+      ...a,
+      softcap,
+    }));
+  }
+  rawForwardFails("reserved2", INVALID, "reserved2", (a) => ({ ...a, reserved2: 1 }));
+  rawBackwardFails("backward reserved2", INVALID, "reserved2", (a) => ({ ...a, reserved2: -1 }));
+  const sinks = new Float32Array(2), slopes = new Float32Array(4);
+  rawForwardFails("sinks on device 0", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: { ...p.t(sinks, FA_FLOAT32, [2]), device: 0 },
+  }));
+  rawForwardFails("sinks int32", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: p.t(new Int32Array(2), FA_INT32, [2]),
+  }));
+  rawForwardFails("sinks misaligned", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: { ...p.t(sinks, FA_FLOAT32, [2]), data: addressOf(sinks) + 1n },
+  }));
+  rawForwardFails("sinks ndim 0", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: { ...p.t(sinks, FA_FLOAT32, [2]), ndim: 0 },
+  }));
+  rawForwardFails("alibi_slopes on device 0", INVALID, "alibi_slopes", (a, p) => ({
+    ...a,
+    alibiSlopes: { ...p.t(slopes, FA_FLOAT32, [1, 2]), device: 0 },
+  }));
+  rawForwardFails("alibi_slopes [1, 2] with a zero head stride", INVALID, "alibi_slopes", (
+    a,
+    p,
+  ) => ({ ...a, alibiSlopes: { ...p.t(slopes, FA_FLOAT32, [1, 2]), stride: [2, 0] } }));
+  // Accepted: the zeroed window (0, 0) is a valid window (each row sees its diagonal key).
+  const p = new RawProblem();
+  const args = {
+    ...p.forward(),
+    windowLeft: 0,
+    windowRight: 0,
+    sinks: p.t(sinks, FA_FLOAT32, [2]),
+  };
+  assert.equal(ffi().fa_forward(packRawForward(args)), 0, lastError());
+});
+
+Deno.test("raw ABI: dsinks required with sinks, refused without, checked and not overlapping", () => {
+  const sinks = new Float32Array(2), dsinks = new Float32Array(4);
+  const withSinks = (a: RawBackward, p: RawProblem): RawBackward => ({
+    ...a,
+    sinks: p.t(sinks, FA_FLOAT32, [2]),
+  });
+  rawBackwardFails("sinks without dsinks", INVALID, "dsinks", withSinks);
+  rawBackwardFails("dsinks without sinks", INVALID, "dsinks", (a, p) => ({
+    ...a,
+    dsinks: p.t(dsinks, FA_FLOAT32, [2]),
+  }));
+  rawBackwardFails("dsinks [3]", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(dsinks, FA_FLOAT32, [3]),
+  }));
+  rawBackwardFails("dsinks float16", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(new Uint16Array(2), FA_FLOAT16, [2]),
+  }));
+  rawBackwardFails("dsinks on device 0", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: { ...p.t(dsinks, FA_FLOAT32, [2]), device: 0 },
+  }));
+  rawBackwardFails("dsinks with a zero stride (one address for two heads)", INVALID, "dsinks", (
+    a,
+    p,
+  ) => ({ ...withSinks(a, p), dsinks: { ...p.t(dsinks, FA_FLOAT32, [2]), stride: [0] } }));
+  rawBackwardFails("dsinks aliasing sinks", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(sinks, FA_FLOAT32, [2]),
+  }));
+  rawBackwardFails("dsinks inside lse", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(p.lse, FA_FLOAT32, [2]),
+  }));
+  // Accepted: its own memory; written, not accumulated.
+  const p = new RawProblem();
+  assert.equal(
+    ffi().fa_forward(packRawForward({ ...p.forward(), sinks: p.t(sinks, FA_FLOAT32, [2]) })),
+    0,
+  );
+  dsinks.fill(POISON);
+  const args = { ...withSinks(p.backward(), p), dsinks: p.t(dsinks, FA_FLOAT32, [2]) };
+  assert.equal(ffi().fa_backward(packRawBackward(args)), 0, lastError());
+  const first = [...dsinks.subarray(0, 2)];
+  assert.ok(first.every((x) => x !== POISON && Number.isFinite(x)), `dsinks ${first}`);
+  assert.equal(ffi().fa_backward(packRawBackward(args)), 0, lastError());
+  assert.deepEqual([...dsinks.subarray(0, 2)], first, "written, not accumulated");
+  assert.deepEqual([...dsinks.subarray(2)], [POISON, POISON], "nothing past dsinks");
+});
+
+Deno.test("abi layout: ffi/structs.ts's field table equals the library's fa_abi_layout(), field by field", () => {
+  const library = libraryAbiLayout();
+  assert.deepEqual(
+    [...library.keys()].sort(),
+    Object.keys(ABI_LAYOUT).sort(),
+    "the same structs",
+  );
+  for (const [name, struct] of Object.entries(ABI_LAYOUT)) {
+    const theirs = library.get(name)!;
+    assert.equal(struct.size, theirs.size, `sizeof ${name}`);
+    assert.deepEqual(
+      Object.keys(struct.fields),
+      [...theirs.fields.keys()],
+      `${name}: the same fields in the same order`,
+    );
+    for (const [field, layout] of Object.entries(struct.fields)) {
+      const c = theirs.fields.get(field)!;
+      assert.equal(layout.offset, c.offset, `${name}.${field} offset`);
+      assert.equal(layout.size, c.size, `${name}.${field} size`);
+    }
+  }
+  assert.equal(FORWARD_ARGS_BYTES, library.get("fa_forward_args")!.size);
+  assert.equal(BACKWARD_ARGS_BYTES, library.get("fa_backward_args")!.size);
+  // The header keeps no hand-written offset list (the table is the one description).
+  const header = Deno.readTextFileSync(new URL("../cuda/include/flashattn.h", import.meta.url));
+  assert.ok(!/\w@\d+/.test(header), "flashattn.h lists offsets by hand (name@offset)");
+});
+
+Deno.test("abi layout: parseAbiLayout rejects malformed text", () => {
+  assert.throws(() => parseAbiLayout("field x 0 4\n"), /cannot parse/);
+  assert.throws(() => parseAbiLayout("struct s\n"), /cannot parse/);
+  const parsed = parseAbiLayout("struct s 8\nfield a 0 4\nfield b 4 4\n");
+  assert.deepEqual([...parsed.get("s")!.fields.keys()], ["a", "b"]);
 });

@@ -22,13 +22,13 @@ export const FLAG_DETERMINISTIC: number = 2;
 /** How a field of an ABI struct is stored; each kind has C's natural size and alignment. */
 export type FieldKind = "u32" | "i32" | "f32" | "u64" | "i64x4" | "tensor" | "char256";
 
-const KIND_SIZE: Readonly<Record<FieldKind, number>> = {
+// Sizes of the kinds; a tensor's is the size of fa_tensor's own layout (below).
+const KIND_SIZE: Readonly<Record<Exclude<FieldKind, "tensor">, number>> = {
   u32: 4,
   i32: 4,
   f32: 4,
   u64: 8,
   i64x4: 8 * MAX_DIMS,
-  tensor: 88,
   char256: 256,
 };
 const KIND_ALIGN: Readonly<Record<FieldKind, number>> = {
@@ -37,7 +37,7 @@ const KIND_ALIGN: Readonly<Record<FieldKind, number>> = {
   f32: 4,
   u64: 8,
   i64x4: 8,
-  tensor: 8,
+  tensor: 8, // its widest field, data (u64)
   char256: 1,
 };
 
@@ -63,14 +63,19 @@ export interface StructLayout {
  * Lays out C fields in declaration order with natural alignment, as the C compiler does for
  * flashattn.h's structs (which have no implicit padding but at their ends, to 8 bytes).
  */
-function layOut(fields: readonly (readonly [string, FieldKind])[]): StructLayout {
+function layOut(
+  fields: readonly (readonly [string, FieldKind])[],
+  tensorBytes = 0,
+): StructLayout {
   const out: Record<string, FieldLayout> = {};
   let offset = 0, align = 1;
   for (const [name, kind] of fields) {
     const fieldAlign = KIND_ALIGN[kind];
+    const size = kind === "tensor" ? tensorBytes : KIND_SIZE[kind];
+    if (size === 0) throw new Error(`ABI layout: ${name} needs the size of fa_tensor`);
     offset = Math.ceil(offset / fieldAlign) * fieldAlign;
-    out[name] = { offset, size: KIND_SIZE[kind], kind };
-    offset += KIND_SIZE[kind];
+    out[name] = { offset, size, kind };
+    offset += size;
     align = Math.max(align, fieldAlign);
   }
   return { size: Math.ceil(offset / align) * align, fields: out };
@@ -101,28 +106,31 @@ const SCORE_FEATURES: [string, FieldKind][] = [
   ["reserved2", "i32"],
 ];
 
+// fa_tensor first: the argument structs embed it.
+const TENSOR_LAYOUT: StructLayout = layOut([
+  ["data", "u64"],
+  ["dtype", "i32"],
+  ["device", "i32"],
+  ["ndim", "i32"],
+  ["reserved", "i32"],
+  ["shape", "i64x4"],
+  ["stride", "i64x4"],
+]);
+
 /**
  * The one field table of the ABI structs of cuda/include/flashattn.h, by C struct name. The
  * packing below reads every offset from here, and a test checks it field by field against
  * `fa_abi_layout()`, the table the library generates from offsetof/sizeof.
  */
 export const ABI_LAYOUT: Readonly<Record<string, StructLayout>> = {
-  fa_tensor: layOut([
-    ["data", "u64"],
-    ["dtype", "i32"],
-    ["device", "i32"],
-    ["ndim", "i32"],
-    ["reserved", "i32"],
-    ["shape", "i64x4"],
-    ["stride", "i64x4"],
-  ]),
+  fa_tensor: TENSOR_LAYOUT,
   fa_forward_args: layOut([
     ["abi_version", "u32"],
     ["struct_size", "u32"],
     ...TENSORS("q k v out lse bias cu_seqlens_q cu_seqlens_k"),
     ...SCALARS,
     ...SCORE_FEATURES,
-  ]),
+  ], TENSOR_LAYOUT.size),
   fa_backward_args: layOut([
     ["abi_version", "u32"],
     ["struct_size", "u32"],
@@ -132,7 +140,7 @@ export const ABI_LAYOUT: Readonly<Record<string, StructLayout>> = {
     ["workspace_bytes", "u64"],
     ...SCORE_FEATURES,
     ["dsinks", "tensor"],
-  ]),
+  ], TENSOR_LAYOUT.size),
   fa_device_info: layOut([
     ["name", "char256"],
     ["major", "i32"],
@@ -146,6 +154,20 @@ export const ABI_LAYOUT: Readonly<Record<string, StructLayout>> = {
     ["clock_khz", "i32"],
   ]),
 };
+
+/**
+ * {@link ABI_LAYOUT} in the text form of `fa_abi_layout()` ("struct NAME SIZE", then
+ * "field NAME OFFSET SIZE" per field, one per line), so the loader can compare the two.
+ */
+export function formatAbiLayout(
+  layout: Readonly<Record<string, StructLayout>> = ABI_LAYOUT,
+): string {
+  return Object.entries(layout).map(([name, struct]) =>
+    `struct ${name} ${struct.size}\n` +
+    Object.entries(struct.fields).map(([field, f]) => `field ${field} ${f.offset} ${f.size}\n`)
+      .join("")
+  ).join("");
+}
 
 /** `sizeof(fa_tensor)`. */
 export const TENSOR_BYTES: number = ABI_LAYOUT.fa_tensor.size;

@@ -11,6 +11,7 @@ import { check, ffi, lastError } from "../ffi/library.ts";
 import {
   ABI_LAYOUT,
   BACKWARD_ARGS_BYTES,
+  formatAbiLayout,
   FORWARD_ARGS_BYTES,
   packBackwardArgs,
   packForwardArgs,
@@ -1402,6 +1403,8 @@ Deno.test("abi layout: ffi/structs.ts's field table equals the library's fa_abi_
       assert.equal(layout.size, c.size, `${name}.${field} size`);
     }
   }
+  // The text the loader compares at load time round-trips through the parser.
+  assert.deepEqual(parseAbiLayout(formatAbiLayout()), library);
   assert.equal(FORWARD_ARGS_BYTES, library.get("fa_forward_args")!.size);
   assert.equal(BACKWARD_ARGS_BYTES, library.get("fa_backward_args")!.size);
   // The header keeps no hand-written offset list (the table is the one description).

@@ -57,7 +57,7 @@ typedef enum fa_dtype {
 #define FA_DEVICE_CPU (-1)
 
 /**
- * A strided view. data == 0 means "absent" for optional tensors. Size 88 bytes.
+ * A strided view. data == 0 means "absent" for optional tensors.
  *
  * Alignment: data must be aligned to the element size; any strides are accepted as long as
  * the last dim is contiguous. On CUDA, q/k/v/out/dout/dq/dk/dv that start on a 16-byte
@@ -100,7 +100,8 @@ typedef struct fa_tensor {
  *         broadcast dims; float16, bfloat16 or float32; last dim contiguous.
  * lse:    optional for the forward (data 0 = not wanted).
  *
- * Score features (each off when left zero):
+ * Score features (softcap, alibi_slopes and sinks are off when left zero; the window is
+ * off at (-1, -1), not at zero):
  * window_left / window_right: a sliding window around the bottom-right aligned diagonal:
  *         query row i sees key j iff i + Sk - Sq - window_left <= j <= i + Sk - Sq +
  *         window_right; -1 = unbounded on that side. FA_FLAG_CAUSAL means window_right = 0,
@@ -189,7 +190,7 @@ typedef struct fa_backward_args {
   fa_tensor dsinks;         /* float32 [Hq]: gradient of sinks; required iff sinks given */
 } fa_backward_args;
 
-/** Device properties. Size 304: name (256 bytes, NUL-terminated) first, then the rest. */
+/** Device properties; name is NUL-terminated. */
 typedef struct fa_device_info {
   char name[256];
   int32_t major;              /* compute capability */

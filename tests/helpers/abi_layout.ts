@@ -44,7 +44,7 @@ let cached: Map<string, LibraryStruct> | undefined;
 /** The loaded library's layout table (parsed once). */
 export function libraryAbiLayout(): Map<string, LibraryStruct> {
   if (cached === undefined) {
-    const pointer = ffi().fa_abi_layout();
+    const pointer = ffi().fa_abi_layout?.() ?? null;
     if (pointer === null) throw new Error("fa_abi_layout returned null");
     cached = parseAbiLayout(Deno.UnsafePointerView.getCString(pointer));
   }

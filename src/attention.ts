@@ -425,8 +425,9 @@ function nestedForward(
 
 /**
  * Gradients of {@link attention}: given `dout` = dL/dout and the forward's q, k, v, out and
- * lse (with the same options: causal, scale, bias, dropout seed and offset), returns dq, dk,
- * dv and, with `computeDbias`, dbias reduced over the dims the bias broadcasts over.
+ * lse (with the same options: causal, window, scale, softcap, bias, ALiBi slopes, sinks,
+ * dropout seed and offset), returns dq, dk, dv, with `computeDbias` dbias reduced over the
+ * dims the bias broadcasts over, and with `sinks` their gradient `dsinks` (float32 [Hq]).
  * Outputs are allocated on q's device like their inputs unless passed in.
  *
  * @example

@@ -1,6 +1,7 @@
 // validate.cpp: every check of fa_forward_args / fa_backward_args, then the params.
-// Order: struct header, scalars, each tensor's header, dtypes and shapes, devices, pointers
-// and alignment, strides, cu_seqlens values, bias shapes (which need the max lengths).
+// Order: struct header, scalars (the score features' too), each tensor's header, dtypes and
+// shapes (sinks, alibi_slopes, dsinks included), devices, pointers and alignment, strides and
+// overlaps, cu_seqlens values, bias shapes (which need the max lengths).
 #include "api/validate.h"
 
 #include <cinttypes>

@@ -80,6 +80,9 @@ function run(config: Config): number {
       dbias: options.computeDbias && inputs.bias
         ? stack.use(Tensor.empty(inputs.bias.shape, inputs.bias.dtype, device))
         : undefined,
+      dsinks: inputs.sinks
+        ? stack.use(Tensor.empty([config.headsQ], "float32", device))
+        : undefined,
     };
     const backwardOptions: BackwardOptions = { ...options, ...grads };
     const backward = timeCuda(

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { attention, attentionBackward, Device, NestedBatch, type Tensor } from "../mod.ts";
+import { attention, attentionBackward, Device, NestedBatch, Tensor } from "../mod.ts";
 import { randomTensor } from "./seed_inputs.ts";
 
 interface SanitizeCase {
@@ -23,6 +23,14 @@ interface SanitizeCase {
   bias?: "full" | "key-padding";
   dropout?: number;
   deterministic?: boolean;
+  /** Sliding window [left, right]. */
+  window?: [number, number];
+  /** Logit softcap. */
+  softcap?: number;
+  /** Attention sinks (float32 [Hq], one per head). */
+  sinks?: boolean;
+  /** ALiBi slopes, [Hq] ("heads") or [B, Hq] ("batch"). */
+  alibi?: "heads" | "batch";
 }
 
 const CASES: SanitizeCase[] = [
@@ -98,7 +106,49 @@ const CASES: SanitizeCase[] = [
     dropout: 0.1,
     deterministic: true,
   },
+  // The score features, one small forward + backward each, then all together.
+  {
+    name: "D64 sliding window",
+    ...{ dtype: "float16", b: 2, hq: 2, hkv: 2, sq: 150, sk: 97, d: 64, window: [17, 5] },
+  },
+  {
+    name: "D128 causal window",
+    ...{ dtype: "bfloat16", b: 1, hq: 2, hkv: 1, sq: 131, sk: 131, d: 128, causal: true },
+    window: [40, 0],
+  },
+  {
+    name: "D96 softcap",
+    ...{ dtype: "bfloat16", b: 1, hq: 2, hkv: 2, sq: 77, sk: 131, d: 96, softcap: 5 },
+  },
+  {
+    name: "D64 sinks (window hides the first rows)",
+    ...{ dtype: "float16", b: 2, hq: 4, hkv: 2, sq: 130, sk: 70, d: 64, window: [3, 0] },
+    sinks: true,
+  },
+  {
+    name: "D256 ALiBi [Hq]",
+    ...{ dtype: "float16", b: 1, hq: 2, hkv: 2, sq: 70, sk: 150, d: 256, alibi: "heads" },
+  },
+  {
+    name: "D40 ALiBi [B, Hq]",
+    ...{ dtype: "bfloat16", b: 3, hq: 2, hkv: 1, sq: 65, sk: 33, d: 40, alibi: "batch" },
+  },
+  {
+    name: "D128 every score feature with bias, dropout, deterministic",
+    ...{ dtype: "bfloat16", b: 2, hq: 4, hkv: 2, sq: 99, sk: 140, d: 128, causal: true },
+    ...{ window: [60, 0], softcap: 10, sinks: true, alibi: "batch", bias: "key-padding" },
+    ...{ dropout: 0.1, deterministic: true },
+  },
 ];
+
+/** float32 [shape] with values from a fixed formula (sinks around 0, slopes in (0, 0.5]). */
+function float32Tensor(shape: number[], device: Device, value: (i: number) => number): Tensor {
+  const count = shape.reduce((a, b) => a * b, 1);
+  return Tensor.fromArray(Float32Array.from({ length: count }, (_, i) => value(i)), shape, {
+    dtype: "float32",
+    device,
+  });
+}
 
 function runCase(device: Device, c: SanitizeCase, seed: number): void {
   using q = randomTensor([c.b, c.hq, c.sq, c.d], c.dtype, device, seed);
@@ -107,9 +157,18 @@ function runCase(device: Device, c: SanitizeCase, seed: number): void {
   using dout = randomTensor([c.b, c.hq, c.sq, c.d], c.dtype, device, seed + 3);
   const biasShape = c.bias === "full" ? [1, c.hq, c.sq, c.sk] : [c.b, 1, 1, c.sk];
   using bias = c.bias ? randomTensor(biasShape, c.dtype, device, seed + 4) : undefined;
+  using sinks = c.sinks ? float32Tensor([c.hq], device, (i) => Math.sin(i + seed)) : undefined;
+  const slopesShape = c.alibi === "batch" ? [c.b, c.hq] : [c.hq];
+  using alibiSlopes = c.alibi
+    ? float32Tensor(slopesShape, device, (i) => 2 ** (-1 - (i % 8)))
+    : undefined;
   const options = {
     causal: c.causal,
     bias,
+    window: c.window,
+    softcap: c.softcap,
+    sinks,
+    alibiSlopes,
     dropout: c.dropout ? { p: c.dropout, seed: 11 } : undefined,
     deterministic: c.deterministic,
     computeDbias: bias !== undefined,
@@ -117,7 +176,9 @@ function runCase(device: Device, c: SanitizeCase, seed: number): void {
   const { out, lse } = attention(q, k, v, options);
   const grads = attentionBackward(dout, q, k, v, out, lse, options);
   device.synchronize();
-  for (const t of [out, lse, grads.dq, grads.dk, grads.dv, grads.dbias]) t?.dispose();
+  for (const t of [out, lse, grads.dq, grads.dk, grads.dv, grads.dbias, grads.dsinks]) {
+    t?.dispose();
+  }
 }
 
 function runNested(device: Device): void {
@@ -130,11 +191,25 @@ function runNested(device: Device): void {
   using v = NestedBatch.pack(seqs);
   using dout = NestedBatch.pack(seqs);
   for (const s of seqs) s.dispose();
-  const options = { causal: true, dropout: { p: 0.1, seed: 3 } };
-  const { out, lse } = attention(q, k, v, options);
-  const grads = attentionBackward(dout, q, k, v, out, lse, options);
-  device.synchronize();
-  for (const t of [out, lse, grads.dq, grads.dk, grads.dv]) t.dispose();
+  using sinks = Tensor.fromArray([0.5, -1], [2], { dtype: "float32", device });
+  using alibiSlopes = Tensor.fromArray([0.25, 0.5, 0.125, 0.25, 0.5, 0.5, 0.0625, 1], [4, 2], {
+    dtype: "float32",
+    device,
+  });
+  const plain = { causal: true, dropout: { p: 0.1, seed: 3 } };
+  const features = {
+    ...plain,
+    window: [20, 0] as [number, number],
+    softcap: 8,
+    sinks,
+    alibiSlopes,
+  };
+  for (const options of [plain, features]) {
+    const { out, lse } = attention(q, k, v, options);
+    const grads = attentionBackward(dout, q, k, v, out, lse, options);
+    device.synchronize();
+    for (const t of [out, lse, grads.dq, grads.dk, grads.dv, grads.dsinks]) t?.dispose();
+  }
 }
 
 if (import.meta.main) {
@@ -144,5 +219,5 @@ if (import.meta.main) {
     console.log(`ok  ${c.name}`);
   });
   runNested(device);
-  console.log("ok  nested causal dropout");
+  console.log("ok  nested causal dropout, then with every score feature");
 }

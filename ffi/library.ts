@@ -13,7 +13,7 @@
 import { join as joinPath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { errorCodeFromStatus, FlashAttentionError } from "./errors.ts";
-import { ABI_VERSION } from "./structs.ts";
+import { ABI_VERSION, formatAbiLayout } from "./structs.ts";
 import { type FlashAttentionSymbols, symbols } from "./symbols.ts";
 
 /** The package version; names the cache folder so versions never share a library. */
@@ -168,6 +168,17 @@ export function loadLibrary(): LoadedLibrary {
     );
   }
   const abi = library.symbols.fa_abi_version();
+  const layout = library.symbols.fa_abi_layout?.() ?? null;
+  if (abi === ABI_VERSION && readCString(layout) !== formatAbiLayout()) {
+    // Same version number, other struct layout: a build from a diverged source tree.
+    library.close();
+    throw new FlashAttentionError(
+      "abi_mismatch",
+      `library: ${location.path} reports ABI version ${abi} but a different struct layout ` +
+        `(fa_abi_layout) than this package packs; ` + BUILD_HINT,
+      { status: 6 },
+    );
+  }
   if (abi !== ABI_VERSION) {
     library.close();
     throw new FlashAttentionError(

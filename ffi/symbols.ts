@@ -9,6 +9,9 @@
 export const symbols = {
   // library
   fa_abi_version: { parameters: [], result: "u32" },
+  // Optional so that a library older than ABI 2 loads far enough to be refused as
+  // "abi_mismatch" rather than failing to open.
+  fa_abi_layout: { parameters: [], result: "pointer", optional: true },
   fa_last_error: { parameters: [], result: "pointer" },
   fa_version: { parameters: [], result: "pointer" },
   fa_cpu_set_threads: { parameters: ["i32"], result: "i32" },

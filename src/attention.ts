@@ -32,6 +32,7 @@ import {
 } from "./operands.ts";
 import type { Stream } from "./stream.ts";
 import { streamFor } from "./stream.ts";
+import { scoreArgs } from "./score.ts";
 import { checkUsable, describeTensor, shareTensor, Tensor } from "./tensor.ts";
 
 /** Dropout on the attention probabilities. */
@@ -46,8 +47,33 @@ export interface DropoutOptions {
 
 /** Options of {@link attention}. */
 export interface AttentionOptions {
-  /** Causal mask, bottom-right aligned: query i sees key j iff j <= i + Sk - Sq. */
+  /**
+   * Causal mask, bottom-right aligned: query i sees key j iff j <= i + Sk - Sq. The same as
+   * a window's right edge of 0; combined with `window`, its right must be -1 or 0.
+   */
   causal?: boolean;
+  /**
+   * Sliding window `[left, right]` around the bottom-right aligned diagonal, -1 = unbounded
+   * on that side: query i sees key j iff i + Sk - Sq - left <= j <= i + Sk - Sq + right.
+   * Rows that see no key give out 0 and lse -Infinity (or the sink).
+   */
+  window?: [number, number];
+  /**
+   * Logit softcap c > 0: each score becomes `c * tanh(scale * q·k / c)` before bias and
+   * ALiBi (Gemma 2, Grok). 0 or absent = off.
+   */
+  softcap?: number;
+  /**
+   * Attention sinks: float32 `[Hq]`, one logit per query head that joins every row's
+   * softmax denominator without a value (gpt-oss). lse includes it; a row that sees no key
+   * gets out 0 and lse = the sink. The backward returns its gradient as `dsinks`.
+   */
+  sinks?: Tensor;
+  /**
+   * ALiBi slopes, float32 `[Hq]` or `[B, Hq]`: adds `-slope * |i + Sk - Sq - j|` to each
+   * score (after softcap and bias), computed in place. No gradient.
+   */
+  alibiSlopes?: Tensor;
   /** Multiplier of q·k before the softmax; default 1/sqrt(D). */
   scale?: number;
   /**
@@ -98,6 +124,8 @@ export interface BackwardOptions extends AttentionOptions {
   dv?: Tensor;
   /** Preallocated dbias, shaped like bias; implies `computeDbias`. */
   dbias?: Tensor;
+  /** Preallocated dsinks, float32 [Hq] (with `sinks` only); it is overwritten. */
+  dsinks?: Tensor;
 }
 
 /** The gradients of dense {@link attentionBackward}. */
@@ -110,6 +138,8 @@ export interface BackwardResult {
   dv: Tensor;
   /** Gradient of the bias, reduced to its own shape; present when asked for. */
   dbias?: Tensor;
+  /** Gradient of the sinks, float32 [Hq]; present when `sinks` were given. */
+  dsinks?: Tensor;
 }
 
 /** The gradients of nested {@link attentionBackward}. */
@@ -122,6 +152,8 @@ export interface NestedBackwardResult {
   dv: NestedBatch;
   /** Gradient of the bias, reduced to its own shape; present when asked for. */
   dbias?: Tensor;
+  /** Gradient of the sinks, float32 [Hq]; present when `sinks` were given. */
+  dsinks?: Tensor;
 }
 
 /** The scalar fields shared by the forward and backward argument structs. */
@@ -134,6 +166,7 @@ function scalarArgs(options: BackwardOptions, headDim: number, device: Device) {
     offset: dropout.offset,
     flags: (options.causal ? FLAG_CAUSAL : 0) | (options.deterministic ? FLAG_DETERMINISTIC : 0),
     stream: streamFor(options.stream, device),
+    ...scoreArgs(options, device),
   };
 }
 
@@ -141,6 +174,8 @@ function scalarArgs(options: BackwardOptions, headDim: number, device: Device) {
 interface Problem {
   readonly device: Device;
   readonly headDim: number;
+  /** Query heads (sinks and dsinks are [Hq]). */
+  readonly headsQ: number;
   /** The bias's full shape [B, Hq, Sq, Sk] (nested: [B, Hq, maxSq, maxSk]). */
   readonly biasShape: number[];
   /** lse's shape: [B, Hq, Sq] (nested: [totalQ, Hq]). */
@@ -164,6 +199,7 @@ function denseProblem(
   return {
     device,
     headDim,
+    headsQ,
     biasShape: [batch, headsQ, seqlenQ, k.shape[2]],
     lseShape: [batch, headsQ, seqlenQ],
     seqlens: { maxSeqlenQ: 0, maxSeqlenK: 0 },
@@ -181,6 +217,7 @@ function nestedProblem(
   return {
     device,
     headDim: q.headDim,
+    headsQ: q.heads,
     biasShape: [q.batch, q.heads, q.maxSeqlen, k.maxSeqlen],
     lseShape: [q.total, q.heads],
     // Built from the batches' checked host lengths, so with the max lengths given the
@@ -208,6 +245,21 @@ function dbiasFor(options: BackwardOptions, problem: Problem, outputs: Outputs) 
     throw invalidArgument("dbias", "computing dbias needs options.bias");
   }
   return planDbias(options.bias, options.dbias, problem.biasShape, problem.device, outputs);
+}
+
+/** The dsinks output (float32 [Hq]) when sinks were given; refused without them. */
+function dsinksFor(
+  options: BackwardOptions,
+  problem: Problem,
+  outputs: Outputs,
+): Tensor | undefined {
+  if (options.sinks === undefined) {
+    if (options.dsinks !== undefined) {
+      throw invalidArgument("dsinks", "given without options.sinks (dsinks is their gradient)");
+    }
+    return undefined;
+  }
+  return outputs.take(options.dsinks, "dsinks", [problem.headsQ], "float32", problem.device);
 }
 
 /** Runs `body` with a fresh {@link Outputs}; the outputs it made are released if it throws. */
@@ -328,7 +380,8 @@ function runForward<R>(
       ...problem.seqlens,
       ...scalars,
     });
-    callLibrary(problem, [options.bias, options.stream, out, lse], () => ffi().fa_forward(args));
+    const more = [options.bias, options.sinks, options.alibiSlopes, options.stream, out, lse];
+    callLibrary(problem, more, () => ffi().fa_forward(args));
     return finish(out, lse);
   });
 }
@@ -372,8 +425,9 @@ function nestedForward(
 
 /**
  * Gradients of {@link attention}: given `dout` = dL/dout and the forward's q, k, v, out and
- * lse (with the same options: causal, scale, bias, dropout seed and offset), returns dq, dk,
- * dv and, with `computeDbias`, dbias reduced over the dims the bias broadcasts over.
+ * lse (with the same options: causal, window, scale, softcap, bias, ALiBi slopes, sinks,
+ * dropout seed and offset), returns dq, dk, dv, with `computeDbias` dbias reduced over the
+ * dims the bias broadcasts over, and with `sinks` their gradient `dsinks` (float32 [Hq]).
  * Outputs are allocated on q's device like their inputs unless passed in.
  *
  * @example
@@ -473,6 +527,7 @@ function runBackward<R>(
       outputs.take(options[name], name, likes[i].shape, likes[i].dtype, device)
     );
     const dbias = dbiasFor(options, problem, outputs);
+    const dsinks = dsinksFor(options, problem, outputs);
     const args = packBackwardArgs({
       ...inputs,
       dq: problem.describe(dq, "dq"),
@@ -480,16 +535,21 @@ function runBackward<R>(
       dv: problem.describe(dv, "dv"),
       bias,
       dbias: dbias?.operand,
+      dsinks: dsinks && describeTensor(dsinks, "dsinks"),
       ...problem.seqlens,
       ...scalars,
       workspace: 0n,
       workspaceBytes: 0n,
     });
-    const more = [options.bias, options.stream, dq, dk, dv, dbias?.tensor];
-    callLibrary(problem, more, () => ffi().fa_backward(args));
-    if (dbias === undefined) return finish({ dq, dk, dv });
-    finishDbias(dbias);
-    return finish({ dq, dk, dv, dbias: dbias.tensor });
+    const more = [options.bias, options.sinks, options.alibiSlopes, options.stream, dq, dk, dv];
+    callLibrary(problem, [...more, dbias?.tensor, dsinks], () => ffi().fa_backward(args));
+    const gradients: BackwardResult = { dq, dk, dv };
+    if (dbias !== undefined) {
+      finishDbias(dbias);
+      gradients.dbias = dbias.tensor;
+    }
+    if (dsinks !== undefined) gradients.dsinks = dsinks;
+    return finish(gradients);
   });
 }
 
@@ -543,6 +603,7 @@ function nestedBackward(
       dv: nestedFromParts(owned(gradients.dv, options.dv), shareTensor(v.cuSeqlens), v.seqlens),
     };
     if (gradients.dbias !== undefined) result.dbias = gradients.dbias;
+    if (gradients.dsinks !== undefined) result.dsinks = gradients.dsinks;
     return result;
   });
 }

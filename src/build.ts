@@ -51,6 +51,8 @@ export const SOURCE_FILES: readonly string[] = [
   "cuda/api/params_builder.h",
   "cuda/api/request.h",
   "cuda/api/runtime.cu",
+  "cuda/api/score_checks.cpp",
+  "cuda/api/score_checks.h",
   "cuda/api/scratch_pool.cpp",
   "cuda/api/seqlens.cpp",
   "cuda/api/seqlens.h",

@@ -1,13 +1,22 @@
 /**
  * Bad input: every kind gives FlashAttentionError with the right `code` and `argument`, and
  * leaves preallocated (poisoned) outputs untouched. The public API first, then the raw C ABI
- * with structs packed here from the header's documented offsets (mismatched devices,
+ * with structs packed here at the offsets of the library's own fa_abi_layout() table
+ * (independent of ffi/structs.ts, which a test compares byte for byte; mismatched devices,
  * misaligned pointers, zero strides, bad cu_seqlens values, ABI version and struct size).
  */
 
 import assert from "node:assert/strict";
 import { check, ffi, lastError } from "../ffi/library.ts";
-import { packBackwardArgs, packForwardArgs, type TensorDescriptor } from "../ffi/structs.ts";
+import {
+  ABI_LAYOUT,
+  BACKWARD_ARGS_BYTES,
+  formatAbiLayout,
+  FORWARD_ARGS_BYTES,
+  packBackwardArgs,
+  packForwardArgs,
+  type TensorDescriptor,
+} from "../ffi/structs.ts";
 import {
   attention,
   attentionBackward,
@@ -22,6 +31,12 @@ import {
 } from "../mod.ts";
 import { disposeTensors, POISON, poisoned } from "./helpers/cases.ts";
 import { assertAllEqual } from "./helpers/check.ts";
+import {
+  libraryAbiLayout,
+  libraryOffset,
+  libraryStruct,
+  parseAbiLayout,
+} from "./helpers/abi_layout.ts";
 import { Rng } from "./helpers/random.ts";
 
 /** Asserts `fn` throws FlashAttentionError with `code` and (when given) `argument`. */
@@ -90,7 +105,8 @@ function forwardFails(
   const extra: Tensor[] = [];
   try {
     const call = make(b);
-    for (const t of [call.q, call.k, call.v, call.options?.bias]) {
+    const o = call.options;
+    for (const t of [call.q, call.k, call.v, o?.bias, o?.sinks, o?.alibiSlopes]) {
       if (t && t !== b.q && t !== b.k && t !== b.v) extra.push(t);
     }
     if (call.q && call.q.shape.length === 4) {
@@ -509,7 +525,7 @@ Deno.test("errors: tensor construction and views", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The raw C ABI, with structs packed here from flashattn.h's documented offsets.
+// The raw C ABI, with structs packed here at the offsets of fa_abi_layout().
 
 const FA_FLOAT16 = 0, FA_FLOAT32 = 2, FA_INT32 = 3;
 
@@ -529,14 +545,15 @@ function addressOf(buffer: ArrayBufferView<ArrayBuffer>): bigint {
 
 function writeRawTensor(view: DataView, at: number, t: RawTensor | undefined): void {
   if (!t) return;
-  view.setBigUint64(at, t.data, true);
-  view.setInt32(at + 8, t.dtype, true);
-  view.setInt32(at + 12, t.device, true);
-  view.setInt32(at + 16, t.ndim ?? t.shape.length, true);
-  view.setInt32(at + 20, t.reserved ?? 0, true);
+  const field = (name: string) => at + libraryOffset("fa_tensor", name);
+  view.setBigUint64(field("data"), t.data, true);
+  view.setInt32(field("dtype"), t.dtype, true);
+  view.setInt32(field("device"), t.device, true);
+  view.setInt32(field("ndim"), t.ndim ?? t.shape.length, true);
+  view.setInt32(field("reserved"), t.reserved ?? 0, true);
   for (let d = 0; d < t.shape.length; d++) {
-    view.setBigInt64(at + 24 + 8 * d, BigInt(t.shape[d]), true);
-    view.setBigInt64(at + 56 + 8 * d, BigInt(t.stride[d]), true);
+    view.setBigInt64(field("shape") + 8 * d, BigInt(t.shape[d]), true);
+    view.setBigInt64(field("stride") + 8 * d, BigInt(t.stride[d]), true);
   }
 }
 
@@ -559,31 +576,48 @@ interface RawForward {
   maxQ: number;
   maxK: number;
   reserved: number;
+  sinks?: RawTensor;
+  alibiSlopes?: RawTensor;
+  windowLeft: number;
+  windowRight: number;
+  softcap: number;
+  reserved2: number;
 }
 
-/** fa_forward_args: 760 bytes, offsets from the header comment. */
+/** The fields both raw structs share, written at the library's own offsets of `struct`. */
+function writeRawShared(view: DataView, struct: string, a: RawForward): void {
+  const at = (name: string) => libraryOffset(struct, name);
+  view.setUint32(at("abi_version"), a.abiVersion, true);
+  view.setUint32(at("struct_size"), a.structSize, true);
+  writeRawTensor(view, at("q"), a.q);
+  writeRawTensor(view, at("k"), a.k);
+  writeRawTensor(view, at("v"), a.v);
+  writeRawTensor(view, at("out"), a.out);
+  writeRawTensor(view, at("lse"), a.lse);
+  writeRawTensor(view, at("bias"), a.bias);
+  writeRawTensor(view, at("cu_seqlens_q"), a.cuQ);
+  writeRawTensor(view, at("cu_seqlens_k"), a.cuK);
+  view.setFloat32(at("scale"), a.scale, true);
+  view.setFloat32(at("dropout_p"), a.dropoutP, true);
+  view.setBigUint64(at("seed"), a.seed, true);
+  view.setBigUint64(at("offset"), a.offset, true);
+  view.setUint32(at("flags"), a.flags, true);
+  view.setInt32(at("max_seqlen_q"), a.maxQ, true);
+  view.setInt32(at("max_seqlen_k"), a.maxK, true);
+  view.setInt32(at("reserved"), a.reserved, true);
+  view.setBigUint64(at("stream"), 0n, true);
+  writeRawTensor(view, at("sinks"), a.sinks);
+  writeRawTensor(view, at("alibi_slopes"), a.alibiSlopes);
+  view.setInt32(at("window_left"), a.windowLeft, true);
+  view.setInt32(at("window_right"), a.windowRight, true);
+  view.setFloat32(at("softcap"), a.softcap, true);
+  view.setInt32(at("reserved2"), a.reserved2, true);
+}
+
+/** fa_forward_args, at the offsets of the library's fa_abi_layout() table. */
 function packRawForward(a: RawForward): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(760);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, a.abiVersion, true);
-  view.setUint32(4, a.structSize, true);
-  writeRawTensor(view, 8, a.q);
-  writeRawTensor(view, 96, a.k);
-  writeRawTensor(view, 184, a.v);
-  writeRawTensor(view, 272, a.out);
-  writeRawTensor(view, 360, a.lse);
-  writeRawTensor(view, 448, a.bias);
-  writeRawTensor(view, 536, a.cuQ);
-  writeRawTensor(view, 624, a.cuK);
-  view.setFloat32(712, a.scale, true);
-  view.setFloat32(716, a.dropoutP, true);
-  view.setBigUint64(720, a.seed, true);
-  view.setBigUint64(728, a.offset, true);
-  view.setUint32(736, a.flags, true);
-  view.setInt32(740, a.maxQ, true);
-  view.setInt32(744, a.maxK, true);
-  view.setInt32(748, a.reserved, true);
-  view.setBigUint64(752, 0n, true);
+  const bytes = new Uint8Array(libraryStruct("fa_forward_args").size);
+  writeRawShared(new DataView(bytes.buffer), "fa_forward_args", a);
   return bytes;
 }
 
@@ -596,40 +630,29 @@ interface RawBackward extends RawForward {
   dbias?: RawTensor;
   workspace: bigint;
   workspaceBytes: bigint;
+  dsinks?: RawTensor;
 }
 
-/** fa_backward_args: 1216 bytes, offsets from the header comment. */
+/** fa_backward_args, at the offsets of the library's fa_abi_layout() table. */
 function packRawBackward(a: RawBackward): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(1216);
+  const struct = "fa_backward_args";
+  const bytes = new Uint8Array(libraryStruct(struct).size);
   const view = new DataView(bytes.buffer);
-  view.setUint32(0, a.abiVersion, true);
-  view.setUint32(4, a.structSize, true);
-  writeRawTensor(view, 8, a.q);
-  writeRawTensor(view, 96, a.k);
-  writeRawTensor(view, 184, a.v);
-  writeRawTensor(view, 272, a.out);
-  writeRawTensor(view, 360, a.dout);
-  writeRawTensor(view, 448, a.lse);
-  writeRawTensor(view, 536, a.dq);
-  writeRawTensor(view, 624, a.dk);
-  writeRawTensor(view, 712, a.dv);
-  writeRawTensor(view, 800, a.bias);
-  writeRawTensor(view, 888, a.dbias);
-  writeRawTensor(view, 976, a.cuQ);
-  writeRawTensor(view, 1064, a.cuK);
-  view.setFloat32(1152, a.scale, true);
-  view.setFloat32(1156, a.dropoutP, true);
-  view.setBigUint64(1160, a.seed, true);
-  view.setBigUint64(1168, a.offset, true);
-  view.setUint32(1176, a.flags, true);
-  view.setInt32(1180, a.maxQ, true);
-  view.setInt32(1184, a.maxK, true);
-  view.setInt32(1188, a.reserved, true);
-  view.setBigUint64(1192, 0n, true);
-  view.setBigUint64(1200, a.workspace, true);
-  view.setBigUint64(1208, a.workspaceBytes, true);
+  const at = (name: string) => libraryOffset(struct, name);
+  writeRawShared(view, struct, a);
+  writeRawTensor(view, at("dout"), a.dout);
+  writeRawTensor(view, at("dq"), a.dq);
+  writeRawTensor(view, at("dk"), a.dk);
+  writeRawTensor(view, at("dv"), a.dv);
+  writeRawTensor(view, at("dbias"), a.dbias);
+  view.setBigUint64(at("workspace"), a.workspace, true);
+  view.setBigUint64(at("workspace_bytes"), a.workspaceBytes, true);
+  writeRawTensor(view, at("dsinks"), a.dsinks);
   return bytes;
 }
+
+const FORWARD_SIZE = (): number => libraryStruct("fa_forward_args").size;
+const BACKWARD_SIZE = (): number => libraryStruct("fa_backward_args").size;
 
 /** Host buffers for a raw problem [1, 2, 4, 8] x [1, 2, 8, 8], kept alive by this object. */
 class RawProblem {
@@ -680,8 +703,8 @@ class RawProblem {
 
   forward(): RawForward {
     return {
-      abiVersion: 1,
-      structSize: 760,
+      abiVersion: 2,
+      structSize: FORWARD_SIZE(),
       q: this.t(this.q, FA_FLOAT16, [1, 2, 4, 8]),
       k: this.t(this.k, FA_FLOAT16, [1, 2, 8, 8]),
       v: this.t(this.v, FA_FLOAT16, [1, 2, 8, 8]),
@@ -695,13 +718,17 @@ class RawProblem {
       maxQ: 0,
       maxK: 0,
       reserved: 0,
+      windowLeft: -1,
+      windowRight: -1,
+      softcap: 0,
+      reserved2: 0,
     };
   }
 
   backward(): RawBackward {
     return {
       ...this.forward(),
-      structSize: 1216,
+      structSize: BACKWARD_SIZE(),
       dout: this.t(this.dout, FA_FLOAT16, [1, 2, 4, 8]),
       lse: this.t(this.lse, FA_FLOAT32, [1, 2, 4]),
       dq: this.t(this.dq, FA_FLOAT16, [1, 2, 4, 8]),
@@ -804,7 +831,7 @@ Deno.test("raw ABI: a dbias view with no elements is never written (nested, ever
   const args: RawBackward = {
     ...p.backward(),
     ...nested,
-    structSize: 1216,
+    structSize: BACKWARD_SIZE(),
     q: p.t(p.q, FA_FLOAT16, [0, 2, 8]),
     out: p.t(p.out, FA_FLOAT16, [0, 2, 8]),
     dout: p.t(p.dout, FA_FLOAT16, [0, 2, 8]),
@@ -898,24 +925,33 @@ Deno.test("raw ABI: this file's packing equals ffi/structs.ts byte for byte", ()
 Deno.test("raw ABI: abi_version and struct_size mismatches are refused (abi_mismatch)", () => {
   rawForwardFails("abi_version 999", ABI_MISMATCH, "args", (a) => ({ ...a, abiVersion: 999 }));
   rawForwardFails("abi_version 0", ABI_MISMATCH, "args", (a) => ({ ...a, abiVersion: 0 }));
-  rawForwardFails("struct_size 752", ABI_MISMATCH, "args", (a) => ({ ...a, structSize: 752 }));
+  rawForwardFails("struct_size 760 (ABI 1's)", ABI_MISMATCH, "args", (a) => ({
+    ...a,
+    structSize: 760,
+  }));
   rawForwardFails(
-    "struct_size 1216 (backward's)",
+    "struct_size of fa_backward_args",
+    ABI_MISMATCH,
+    "args",
+    (a) => ({ ...a, structSize: BACKWARD_SIZE() }),
+  );
+  rawBackwardFails(
+    "backward abi_version 1",
+    ABI_MISMATCH,
+    "args",
+    (a) => ({ ...a, abiVersion: 1 }),
+  );
+  rawBackwardFails(
+    "backward struct_size of fa_forward_args",
+    ABI_MISMATCH,
+    "args",
+    (a) => ({ ...a, structSize: FORWARD_SIZE() }),
+  );
+  rawBackwardFails(
+    "backward struct_size 1216 (ABI 1's)",
     ABI_MISMATCH,
     "args",
     (a) => ({ ...a, structSize: 1216 }),
-  );
-  rawBackwardFails(
-    "backward abi_version 2",
-    ABI_MISMATCH,
-    "args",
-    (a) => ({ ...a, abiVersion: 2 }),
-  );
-  rawBackwardFails(
-    "backward struct_size 760",
-    ABI_MISMATCH,
-    "args",
-    (a) => ({ ...a, structSize: 760 }),
   );
   // Through the FFI layer's status check: FlashAttentionError code "abi_mismatch".
   const p = new RawProblem();
@@ -1126,4 +1162,259 @@ Deno.test("raw ABI: cu_seqlens checks", () => {
       maxQ: 3,
     }),
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Score features (window, softcap, sinks, ALiBi, dsinks): every refused value names its
+// argument and leaves the outputs untouched.
+
+const f32 = (shape: number[]): Tensor => Tensor.zeros(shape, "float32");
+
+Deno.test("errors: window and softcap values (TypeScript checks and the library's)", () => {
+  const bad: [string, unknown][] = [
+    ["one number", 3],
+    ["one edge", [3]],
+    ["three edges", [1, 2, 3]],
+    ["a fraction", [1.5, 0]],
+    ["NaN", [NaN, 0]],
+    ["a string", ["1", 0]],
+    ["past int32", [2 ** 31, 0]],
+  ];
+  for (const [what, window] of bad) {
+    forwardFails(`window ${what}`, "invalid_argument", "window", () => ({
+      options: { window: window as [number, number] },
+    }));
+  }
+  for (const window of [[-2, 0], [0, -2], [-5, -5]] as [number, number][]) {
+    forwardFails(`window [${window}]`, "invalid_argument", "window", () => ({
+      options: { window },
+    }));
+  }
+  for (const window of [[-1, 1], [4, 3]] as [number, number][]) {
+    forwardFails(`causal with window [${window}]`, "invalid_argument", "window", () => ({
+      options: { causal: true, window },
+    }));
+  }
+  for (const softcap of [-1, -1e-30, NaN, Infinity, -Infinity]) {
+    forwardFails(`softcap ${softcap}`, "invalid_argument", "softcap", () => ({
+      options: { softcap },
+    }));
+  }
+  forwardFails("softcap a string", "invalid_argument", "softcap", () => ({
+    options: { softcap: "2" as unknown as number },
+  }));
+  // Accepted: causal with right -1 or 0, softcap 0 (off).
+  const b = baseline();
+  try {
+    attention(b.q, b.k, b.v, { causal: true, window: [3, -1], softcap: 0 });
+    attention(b.q, b.k, b.v, { causal: true, window: [3, 0] }).out.dispose();
+  } finally {
+    disposeTensors(b);
+  }
+});
+
+Deno.test("errors: sinks and alibiSlopes of a wrong dtype, shape or rank", () => {
+  const cases: [string, string, () => AttentionOptions][] = [
+    ["sinks float16", "sinks", () => ({ sinks: poisoned([HQ], "float16") })],
+    ["sinks [Hq + 1]", "sinks", () => ({ sinks: f32([HQ + 1]) })],
+    ["sinks [Hkv]", "sinks", () => ({ sinks: f32([HKV]) })],
+    ["sinks [1, Hq]", "sinks", () => ({ sinks: f32([1, HQ]) })],
+    ["alibiSlopes bfloat16", "alibi_slopes", () => ({ alibiSlopes: poisoned([HQ], "bfloat16") })],
+    ["alibiSlopes [Hq - 1]", "alibi_slopes", () => ({ alibiSlopes: f32([HQ - 1]) })],
+    ["alibiSlopes [B + 1, Hq]", "alibi_slopes", () => ({ alibiSlopes: f32([B + 1, HQ]) })],
+    ["alibiSlopes [Hq, B]", "alibi_slopes", () => ({ alibiSlopes: f32([HQ, B]) })],
+    ["alibiSlopes [1, B, Hq]", "alibi_slopes", () => ({ alibiSlopes: f32([1, B, HQ]) })],
+  ];
+  for (const [what, argument, options] of cases) {
+    forwardFails(what, "invalid_argument", argument, () => ({ options: options() }));
+  }
+  // A disposed sinks tensor is named too.
+  const sinks = f32([HQ]);
+  sinks.dispose();
+  forwardFails("sinks disposed", "disposed", "sinks", () => ({ options: { sinks } }));
+});
+
+Deno.test("errors: dsinks missing, without sinks, of a wrong shape or dtype (backward)", () => {
+  const b = baseline();
+  const dout = rand([B, HQ, SQ, D]);
+  const sinks = f32([HQ]);
+  const fwd = attention(b.q, b.k, b.v, { sinks });
+  const dq = poisoned([B, HQ, SQ, D], "float16");
+  const extra: Tensor[] = [];
+  const keep = (t: Tensor): Tensor => {
+    extra.push(t);
+    return t;
+  };
+  const fails = (what: string, argument: string, options: BackwardOptions): void => {
+    assertFails(
+      () => attentionBackward(dout, b.q, b.k, b.v, fwd.out, fwd.lse, { dq, ...options }),
+      "invalid_argument",
+      argument,
+      what,
+    );
+    assertAllEqual(`${what}: dq after the error`, dq.toFloat32(), POISON);
+  };
+  try {
+    fails("dsinks without sinks", "dsinks", { dsinks: keep(poisoned([HQ], "float32")) });
+    fails("dsinks [Hq + 1]", "dsinks", { sinks, dsinks: keep(poisoned([HQ + 1], "float32")) });
+    fails("dsinks float16", "dsinks", { sinks, dsinks: keep(poisoned([HQ], "float16")) });
+    fails("sinks [Hkv]", "sinks", { sinks: keep(f32([HKV])) });
+    fails("alibiSlopes [B, Hkv]", "alibi_slopes", { alibiSlopes: keep(f32([B, HKV])) });
+    fails("causal with window [0, 2]", "window", { causal: true, window: [0, 2] });
+    fails("softcap NaN", "softcap", { softcap: NaN });
+    const dsinks = keep(poisoned([HQ], "float32"));
+    const g = attentionBackward(dout, b.q, b.k, b.v, fwd.out, fwd.lse, { sinks, dsinks });
+    assert.equal(g.dsinks, dsinks, "a passed dsinks is returned");
+    assert.ok(dsinks.toFloat32().every((x) => x !== POISON), "dsinks written");
+    disposeTensors(g);
+  } finally {
+    disposeTensors(b, fwd, { dout, sinks, dq });
+    for (const t of extra) if (!t.disposed) t.dispose();
+  }
+});
+
+Deno.test("raw ABI: score feature fields (window, softcap, reserved2, sinks, alibi_slopes)", () => {
+  for (const [left, right] of [[-2, -1], [-1, -3], [-100, 0]]) {
+    rawForwardFails(`window (${left}, ${right})`, INVALID, "window", (a) => ({
+      ...a,
+      windowLeft: left,
+      windowRight: right,
+    }));
+  }
+  rawForwardFails("causal flag with window_right 1", INVALID, "window", (a) => ({
+    ...a,
+    flags: 1,
+    windowRight: 1,
+  }));
+  for (const softcap of [-0.5, NaN, Infinity]) {
+    rawForwardFails(`softcap ${softcap}`, INVALID, "softcap", (a) => ({ ...a, softcap }));
+    rawBackwardFails(`backward softcap ${softcap}`, INVALID, "softcap", (a) => ({
+      ...a,
+      softcap,
+    }));
+  }
+  rawForwardFails("reserved2", INVALID, "reserved2", (a) => ({ ...a, reserved2: 1 }));
+  rawBackwardFails("backward reserved2", INVALID, "reserved2", (a) => ({ ...a, reserved2: -1 }));
+  const sinks = new Float32Array(2), slopes = new Float32Array(4);
+  rawForwardFails("sinks on device 0", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: { ...p.t(sinks, FA_FLOAT32, [2]), device: 0 },
+  }));
+  rawForwardFails("sinks int32", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: p.t(new Int32Array(2), FA_INT32, [2]),
+  }));
+  rawForwardFails("sinks misaligned", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: { ...p.t(sinks, FA_FLOAT32, [2]), data: addressOf(sinks) + 1n },
+  }));
+  rawForwardFails("sinks ndim 0", INVALID, "sinks", (a, p) => ({
+    ...a,
+    sinks: { ...p.t(sinks, FA_FLOAT32, [2]), ndim: 0 },
+  }));
+  rawForwardFails("alibi_slopes on device 0", INVALID, "alibi_slopes", (a, p) => ({
+    ...a,
+    alibiSlopes: { ...p.t(slopes, FA_FLOAT32, [1, 2]), device: 0 },
+  }));
+  rawForwardFails("alibi_slopes [1, 2] with a zero head stride", INVALID, "alibi_slopes", (
+    a,
+    p,
+  ) => ({ ...a, alibiSlopes: { ...p.t(slopes, FA_FLOAT32, [1, 2]), stride: [2, 0] } }));
+  // Accepted: the zeroed window (0, 0) is a valid window (each row sees its diagonal key).
+  const p = new RawProblem();
+  const args = {
+    ...p.forward(),
+    windowLeft: 0,
+    windowRight: 0,
+    sinks: p.t(sinks, FA_FLOAT32, [2]),
+  };
+  assert.equal(ffi().fa_forward(packRawForward(args)), 0, lastError());
+});
+
+Deno.test("raw ABI: dsinks required with sinks, refused without, checked and not overlapping", () => {
+  const sinks = new Float32Array(2), dsinks = new Float32Array(4);
+  const withSinks = (a: RawBackward, p: RawProblem): RawBackward => ({
+    ...a,
+    sinks: p.t(sinks, FA_FLOAT32, [2]),
+  });
+  rawBackwardFails("sinks without dsinks", INVALID, "dsinks", withSinks);
+  rawBackwardFails("dsinks without sinks", INVALID, "dsinks", (a, p) => ({
+    ...a,
+    dsinks: p.t(dsinks, FA_FLOAT32, [2]),
+  }));
+  rawBackwardFails("dsinks [3]", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(dsinks, FA_FLOAT32, [3]),
+  }));
+  rawBackwardFails("dsinks float16", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(new Uint16Array(2), FA_FLOAT16, [2]),
+  }));
+  rawBackwardFails("dsinks on device 0", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: { ...p.t(dsinks, FA_FLOAT32, [2]), device: 0 },
+  }));
+  rawBackwardFails("dsinks with a zero stride (one address for two heads)", INVALID, "dsinks", (
+    a,
+    p,
+  ) => ({ ...withSinks(a, p), dsinks: { ...p.t(dsinks, FA_FLOAT32, [2]), stride: [0] } }));
+  rawBackwardFails("dsinks aliasing sinks", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(sinks, FA_FLOAT32, [2]),
+  }));
+  rawBackwardFails("dsinks inside lse", INVALID, "dsinks", (a, p) => ({
+    ...withSinks(a, p),
+    dsinks: p.t(p.lse, FA_FLOAT32, [2]),
+  }));
+  // Accepted: its own memory; written, not accumulated.
+  const p = new RawProblem();
+  assert.equal(
+    ffi().fa_forward(packRawForward({ ...p.forward(), sinks: p.t(sinks, FA_FLOAT32, [2]) })),
+    0,
+  );
+  dsinks.fill(POISON);
+  const args = { ...withSinks(p.backward(), p), dsinks: p.t(dsinks, FA_FLOAT32, [2]) };
+  assert.equal(ffi().fa_backward(packRawBackward(args)), 0, lastError());
+  const first = [...dsinks.subarray(0, 2)];
+  assert.ok(first.every((x) => x !== POISON && Number.isFinite(x)), `dsinks ${first}`);
+  assert.equal(ffi().fa_backward(packRawBackward(args)), 0, lastError());
+  assert.deepEqual([...dsinks.subarray(0, 2)], first, "written, not accumulated");
+  assert.deepEqual([...dsinks.subarray(2)], [POISON, POISON], "nothing past dsinks");
+});
+
+Deno.test("abi layout: ffi/structs.ts's field table equals the library's fa_abi_layout(), field by field", () => {
+  const library = libraryAbiLayout();
+  assert.deepEqual(
+    [...library.keys()].sort(),
+    Object.keys(ABI_LAYOUT).sort(),
+    "the same structs",
+  );
+  for (const [name, struct] of Object.entries(ABI_LAYOUT)) {
+    const theirs = library.get(name)!;
+    assert.equal(struct.size, theirs.size, `sizeof ${name}`);
+    assert.deepEqual(
+      Object.keys(struct.fields),
+      [...theirs.fields.keys()],
+      `${name}: the same fields in the same order`,
+    );
+    for (const [field, layout] of Object.entries(struct.fields)) {
+      const c = theirs.fields.get(field)!;
+      assert.equal(layout.offset, c.offset, `${name}.${field} offset`);
+      assert.equal(layout.size, c.size, `${name}.${field} size`);
+    }
+  }
+  // The text the loader compares at load time round-trips through the parser.
+  assert.deepEqual(parseAbiLayout(formatAbiLayout()), library);
+  assert.equal(FORWARD_ARGS_BYTES, library.get("fa_forward_args")!.size);
+  assert.equal(BACKWARD_ARGS_BYTES, library.get("fa_backward_args")!.size);
+  // The header keeps no hand-written offset list (the table is the one description).
+  const header = Deno.readTextFileSync(new URL("../cuda/include/flashattn.h", import.meta.url));
+  assert.ok(!/\w@\d+/.test(header), "flashattn.h lists offsets by hand (name@offset)");
+});
+
+Deno.test("abi layout: parseAbiLayout rejects malformed text", () => {
+  assert.throws(() => parseAbiLayout("field x 0 4\n"), /cannot parse/);
+  assert.throws(() => parseAbiLayout("struct s\n"), /cannot parse/);
+  const parsed = parseAbiLayout("struct s 8\nfield a 0 4\nfield b 4 4\n");
+  assert.deepEqual([...parsed.get("s")!.fields.keys()], ["a", "b"]);
 });

@@ -85,7 +85,7 @@ Deno.test("library: exported fa_* symbols == ffi/symbols.ts table == FA_API func
 });
 
 Deno.test("library: ABI and package versions agree", async () => {
-  assert.equal(ABI_VERSION, 1);
+  assert.equal(ABI_VERSION, 2);
   assert.equal(ffi().fa_abi_version(), ABI_VERSION);
   const pkg = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))) as { version: string };
   assert.equal(loadLibrary().version, pkg.version);
@@ -408,4 +408,43 @@ Deno.test("cli: --help succeeds; an unknown option fails", async () => {
     "--no-such-option",
   ]);
   assert.notEqual(bad.code, 0);
+});
+
+Deno.test("cli: --window, --softcap, --sinks and --alibi show in the problem line and pass --check", async () => {
+  const cli = (...flags: string[]) =>
+    run(Deno.execPath(), [
+      "run",
+      "--allow-ffi",
+      "--allow-read",
+      "--allow-env",
+      "cli.ts",
+      ...["--device", "cpu", "--heads", "2", "--seqlen-q", "40", "--seqlen-k", "70"],
+      ...["--head-dim", "16", "--backward", "--check"],
+      ...flags,
+    ], { NO_COLOR: "1" });
+  const r = await cli(
+    "--window",
+    "9,3",
+    "--softcap",
+    "4",
+    "--sinks",
+    "--alibi",
+    "--dropout",
+    "0.1",
+  );
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /problem:.* window=9,3 softcap=4 sinks=random alibi/);
+  const names = [...r.stdout.matchAll(/^\s*(\w+)\s+max\|err\|/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(names, ["dk", "dq", "dsinks", "dv", "lse", "out"], r.stdout);
+  assert.doesNotMatch(r.stdout, /FAIL/);
+  const value = await cli("--causal", "--window", "5,0", "--sinks=-0.5");
+  assert.equal(value.code, 0, value.stdout + value.stderr);
+  assert.match(value.stdout, /causal window=5,0 sinks=-0\.5/);
+  assert.doesNotMatch(value.stdout, /FAIL/);
+  // Refused: a malformed window (usage, 2); causal with a right edge (the library, 1).
+  assert.equal((await cli("--window", "3")).code, 2);
+  assert.equal((await cli("--softcap", "-1")).code, 2);
+  const causal = await cli("--causal", "--window", "3,2");
+  assert.equal(causal.code, 1);
+  assert.match(causal.stderr, /^error: window: /m);
 });

@@ -34,6 +34,7 @@ import { describeTensor } from "../src/tensor.ts";
 import {
   type CaseConfig,
   caseOptions,
+  caseTensorOptions,
   caseTensors,
   describeCase,
   disposeTensors,
@@ -42,6 +43,7 @@ import {
   makeCase,
   POISON,
   poisoned,
+  randomFeatureConfigs,
 } from "./helpers/cases.ts";
 import {
   assertBitwise,
@@ -106,6 +108,35 @@ function assertBackwardPair(name: string, got: Float32Array, ref: Float32Array, 
   assertElementwise(name, got, ref, (i) => 16 * u * (Math.abs(ref[i]) + rms) + 1e-7);
 }
 
+/**
+ * dsinks in float64 from the CPU backend's out and lse (both runs' backward read those):
+ * -sum over (b, i) of exp(sink_h - lse) * rowsum(dout * out), and the same sum over absolute
+ * values (the scale of a float32 summation's error).
+ */
+function hostDsinks(
+  c: CaseConfig,
+  sinks: Float32Array,
+  out: Float32Array,
+  lse: Float32Array,
+  dout: Float32Array,
+): { dsinks: Float64Array; mag: Float64Array } {
+  const dsinks = new Float64Array(c.Hq), mag = new Float64Array(c.Hq);
+  for (let b = 0; b < c.B; b++) {
+    for (let h = 0; h < c.Hq; h++) {
+      if (sinks[h] === -Infinity) continue;
+      for (let i = 0; i < c.Sq; i++) {
+        const row = (b * c.Hq + h) * c.Sq + i;
+        let delta = 0;
+        for (let d = 0; d < c.D; d++) delta += dout[row * c.D + d] * out[row * c.D + d];
+        const term = Math.exp(sinks[h] - lse[row]) * delta;
+        dsinks[h] -= term;
+        mag[h] += Math.abs(term);
+      }
+    }
+  }
+  return { dsinks, mag };
+}
+
 function macs(c: CaseConfig): number {
   return c.B * c.Hq * c.Sq * c.Sk * c.D;
 }
@@ -121,15 +152,17 @@ function checkGpuCase(c: CaseConfig): void {
   const made: Tensor[] = [vAbs];
   try {
     // CPU reference and magnitudes.
-    const ref = attention(tc.q, tc.k, tc.v, { ...opts, bias: tc.bias });
-    const magT = attention(tc.q, tc.k, vAbs, { ...opts, bias: tc.bias });
+    // bias, sinks and ALiBi slopes of each device.
+    const onCpu = caseTensorOptions(tc), onGpu = caseTensorOptions(tg);
+    const ref = attention(tc.q, tc.k, tc.v, { ...opts, ...onCpu });
+    const magT = attention(tc.q, tc.k, vAbs, { ...opts, ...onCpu });
     made.push(ref.out, ref.lse, magT.out, magT.lse);
     const refOut = ref.out.toFloat32(), refLse = ref.lse.toFloat32(), mag = magT.out.toFloat32();
     // GPU into poisoned outputs.
     const out = poisoned(data.qShape, c.dtype, gpu());
     const lse = poisoned([c.B, c.Hq, c.Sq], "float32", gpu());
     made.push(out, lse);
-    attention(tg.q, tg.k, tg.v, { ...opts, bias: tg.bias, out, lse });
+    attention(tg.q, tg.k, tg.v, { ...opts, ...onGpu, out, lse });
     const got = out.toFloat32(), gotLse = lse.toFloat32();
     assertNoNaN("out", got);
     assertNontrivial("cpu out", refOut);
@@ -143,23 +176,33 @@ function checkGpuCase(c: CaseConfig): void {
     const dk = poisoned(data.kvShape, c.dtype, gpu());
     const dv = poisoned(data.kvShape, c.dtype, gpu());
     const dbias = c.bias ? poisoned(c.bias.shape, c.bias.dtype, gpu()) : undefined;
+    const dsinks = c.sinks ? poisoned([c.Hq], "float32", gpu()) : undefined;
     made.push(dq, dk, dv);
     if (dbias) made.push(dbias);
+    if (dsinks) made.push(dsinks);
     const bopts: BackwardOptions = { ...opts, computeDbias: c.bias !== undefined };
     attentionBackward(tg.dout, tg.q, tg.k, tg.v, outG, lseG, {
       ...bopts,
-      bias: tg.bias,
+      ...onGpu,
       dq,
       dk,
       dv,
       dbias,
+      dsinks,
     });
     const gref = attentionBackward(tc.dout, tc.q, tc.k, tc.v, ref.out, ref.lse, {
       ...bopts,
-      bias: tc.bias,
+      ...onCpu,
     });
     made.push(gref.dq, gref.dk, gref.dv);
     if (gref.dbias) made.push(gref.dbias);
+    if (gref.dsinks) made.push(gref.dsinks);
+    if (dsinks && gref.dsinks && data.sinks) {
+      const want = hostDsinks(c, data.sinks, refOut, refLse, data.dout);
+      const tol = (i: number) => 1e-4 * want.mag[i] + 1e-6 * maxAbs(want.mag) + 1e-7;
+      assertElementwise("dsinks (cpu vs host)", gref.dsinks.toFloat32(), want.dsinks, tol);
+      assertElementwise("dsinks (gpu vs host)", dsinks.toFloat32(), want.dsinks, tol);
+    }
     const pairs: [string, Tensor, Tensor][] = [["dq", dq, gref.dq], ["dk", dk, gref.dk], [
       "dv",
       dv,
@@ -195,6 +238,15 @@ function checkGpuCase(c: CaseConfig): void {
           reduceTo(ograd.dbiasMag, full, c.bias.shape),
           unitRoundoff(c.bias.dtype),
         ]);
+      }
+      if (dsinks && c.sinks) {
+        const floor = 1e-6 * maxAbs(ograd.dsinksMag) + 1e-7;
+        assertElementwise(
+          "dsinks (gpu vs oracle)",
+          dsinks.toFloat32(),
+          ograd.dsinks,
+          (i) => 1e-4 * ograd.dsinksMag[i] + floor,
+        );
       }
       for (const [name, g, want, m, uOut] of checks) {
         const floor = 1e-6 * maxAbs(m);
@@ -305,6 +357,71 @@ const CONFIGS: CaseConfig[] = [
 
 for (const c of CONFIGS) {
   Deno.test({ name: `gpu vs cpu: ${describeCase(c)}`, ignore, fn: () => checkGpuCase(c) });
+}
+
+// The score features (window, softcap, sinks, ALiBi), alone and combined with causal, bias,
+// dropout and GQA, in both dtypes and across head dims, forward and backward (dsinks too).
+const FEATURE_CONFIGS: CaseConfig[] = [
+  { dtype: "float16", B: 2, Hq: 4, Hkv: 4, Sq: 300, Sk: 500, D: 64, window: [64, 16], seed: 31 },
+  {
+    dtype: "bfloat16",
+    ...{ B: 1, Hq: 4, Hkv: 2, Sq: 1000, Sk: 1000, D: 128, causal: true, window: [128, 0] },
+    seed: 32,
+  },
+  { dtype: "float16", B: 1, Hq: 2, Hkv: 2, Sq: 129, Sk: 1000, D: 256, window: [0, -1], seed: 33 },
+  { dtype: "bfloat16", B: 2, Hq: 2, Hkv: 1, Sq: 257, Sk: 257, D: 128, softcap: 30, seed: 34 },
+  { dtype: "float16", B: 1, Hq: 4, Hkv: 4, Sq: 200, Sk: 333, D: 40, softcap: 0.5, seed: 35 },
+  { dtype: "bfloat16", B: 2, Hq: 8, Hkv: 2, Sq: 129, Sk: 700, D: 64, sinks: { mean: 2 }, seed: 36 },
+  {
+    dtype: "float16",
+    ...{ B: 1, Hq: 4, Hkv: 4, Sq: 300, Sk: 100, D: 96, causal: true, seed: 37 },
+    sinks: { mean: 0, negInfHead0: true },
+  },
+  { dtype: "bfloat16", B: 2, Hq: 4, Hkv: 4, Sq: 500, Sk: 500, D: 64, alibi: "heads", seed: 38 },
+  { dtype: "float16", B: 3, Hq: 6, Hkv: 2, Sq: 65, Sk: 900, D: 128, alibi: "batch", seed: 39 },
+  // Decode-like: one query over a long cache with a sliding window and sinks (gpt-oss).
+  {
+    dtype: "bfloat16",
+    ...{ B: 4, Hq: 8, Hkv: 1, Sq: 1, Sk: 4096, D: 64, causal: true, window: [1024, 0] },
+    ...{ sinks: { mean: 1 }, seed: 40 },
+  },
+  // Rows that see no key (Sq > Sk under a window) with and without a sink.
+  {
+    dtype: "float16",
+    ...{ B: 1, Hq: 2, Hkv: 2, Sq: 400, Sk: 100, D: 64, window: [3, 0], seed: 41 },
+    sinks: { mean: 0.5, negInfHead0: true },
+  },
+  // Everything at once.
+  {
+    dtype: "bfloat16",
+    ...{ B: 2, Hq: 4, Hkv: 2, Sq: 333, Sk: 777, D: 128, causal: true, scale: 0.2, seed: 42 },
+    ...{ window: [200, 0], softcap: 10, sinks: { mean: -1 }, alibi: "batch" },
+    bias: { dtype: "float32", shape: [2, 1, 1, 777], negInf: 0.05 },
+    ...{ dropout: 0.15, dropoutSeed: 0x1234n, dropoutOffset: 5 },
+  },
+  {
+    dtype: "float16",
+    ...{ B: 1, Hq: 2, Hkv: 2, Sq: 1000, Sk: 300, D: 256, seed: 43 },
+    ...{ window: [40, 40], softcap: 5, sinks: { mean: 0 }, alibi: "heads" },
+    bias: { dtype: "bfloat16", shape: [1, 2, 1000, 300] },
+    ...{ dropout: 0.3, dropoutSeed: 99n },
+  },
+];
+
+for (const c of FEATURE_CONFIGS) {
+  Deno.test({
+    name: `gpu vs cpu (score features): ${describeCase(c)}`,
+    ignore,
+    fn: () => checkGpuCase(c),
+  });
+}
+
+for (const c of randomFeatureConfigs(16, 5151, 20_000_000)) {
+  Deno.test({
+    name: `gpu vs cpu (score features, random): ${describeCase(c)}`,
+    ignore,
+    fn: () => checkGpuCase(c),
+  });
 }
 
 Deno.test({
@@ -606,6 +723,80 @@ Deno.test({
       130,
       200,
     ]);
+  },
+});
+
+Deno.test({
+  name:
+    "gpu nested: window, softcap, sinks and [B, Hq] ALiBi (an empty sequence) vs the CPU backend",
+  ignore,
+  fn() {
+    const seqQ = [3, 0, 700, 1, 129], seqK = [200, 5, 700, 64, 1];
+    const H = 4, Hkv = 2, D = 64, dtype: HalfDType = "float16", u = unitRoundoff(dtype);
+    const { cpu: hc, gpu: hg } = nestedPair(seqQ, seqK, H, Hkv, D, dtype, 91);
+    const [q, k, v, dout] = hc;
+    const [qg, kg, vg, doutg] = hg;
+    const rng = new Rng(92);
+    const sinks = Tensor.fromArray([0.5, -Infinity, 2, -1], [H], { dtype: "float32" });
+    const slopes = Tensor.fromArray(
+      Float32Array.from({ length: seqQ.length * H }, () => 0.3 * rng.uniform()),
+      [seqQ.length, H],
+      { dtype: "float32" },
+    );
+    const [sinksG, slopesG] = [sinks.to(gpu()), slopes.to(gpu())];
+    const owned: { dispose(): void }[] = [...hc, ...hg, sinks, slopes, sinksG, slopesG];
+    const features = { window: [100, 20] as [number, number], softcap: 20, dropout: 0.1 };
+    try {
+      const ref = attention(q, k, v, { ...features, sinks, alibiSlopes: slopes });
+      const vAbsData = absTensor(v.data, dtype);
+      const vAbs = NestedBatch.fromData(vAbsData, v.seqlens);
+      const magR = attention(q, k, vAbs, { ...features, sinks, alibiSlopes: slopes });
+      owned.push(vAbsData, vAbs, magR.out, magR.lse);
+      const outG = poisoned(qg.data.shape, dtype, gpu());
+      const lseG = poisoned([qg.total, H], "float32", gpu());
+      const got = attention(qg, kg, vg, {
+        ...{ ...features, sinks: sinksG, alibiSlopes: slopesG },
+        ...{ out: outG, lse: lseG },
+      });
+      owned.push(ref.out, ref.lse, got.out, got.lse, outG, lseG);
+      const refOut = ref.out.data.toFloat32(), refLse = ref.lse.toFloat32();
+      const mag = magR.out.data.toFloat32();
+      assertElementwise(
+        "nested out",
+        outG.toFloat32(),
+        refOut,
+        pairForwardTolerance(dtype, refOut, mag),
+      );
+      assertElementwise("nested lse", lseG.toFloat32(), refLse, (i) => 2 * lseTolerance(refLse[i]));
+      const outOnG = ref.out.to(gpu()), lseOnG = ref.lse.to(gpu());
+      const dsinksG = poisoned([H], "float32", gpu());
+      owned.push(outOnG, lseOnG, dsinksG);
+      const gradR = attentionBackward(dout, q, k, v, ref.out, ref.lse, {
+        ...{ ...features, sinks, alibiSlopes: slopes },
+      });
+      const gradG = attentionBackward(doutg, qg, kg, vg, outOnG, lseOnG, {
+        ...{ ...features, sinks: sinksG, alibiSlopes: slopesG, dsinks: dsinksG },
+      });
+      owned.push(gradR.dq, gradR.dk, gradR.dv, gradG.dq, gradG.dk, gradG.dv, gradR.dsinks!);
+      for (const name of ["dq", "dk", "dv"] as const) {
+        assertBackwardPair(
+          `nested ${name}`,
+          gradG[name].data.toFloat32(),
+          gradR[name].data.toFloat32(),
+          u,
+        );
+      }
+      const want = gradR.dsinks!.toFloat32();
+      assertElementwise(
+        "nested dsinks",
+        dsinksG.toFloat32(),
+        want,
+        (i) => 1e-3 * (Math.abs(want[i]) + maxAbs(want)) + 1e-6,
+      );
+      assert.equal(dsinksG.toFloat32()[1], 0, "a -inf sink's gradient");
+    } finally {
+      for (const o of owned) o.dispose();
+    }
   },
 });
 

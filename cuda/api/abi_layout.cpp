@@ -1,78 +1,118 @@
-// abi_layout.cpp: compile-time proof that the structs match the offsets documented in
-// flashattn.h, which ffi/structs.ts packs by hand.
+// abi_layout.cpp: the layout of the ABI structs of flashattn.h, as this library was compiled,
+// for fa_abi_layout(). Generated from offsetof/sizeof, one macro per field, so no offset is
+// written by hand anywhere in C; ffi/structs.ts packs from its own field table and a test
+// checks that table against this one field by field.
 #include <cstddef>
+#include <string>
 
 #include "flashattn.h"
 
-#define FA_EXPECT_OFFSET(type, field, offset) \
-  static_assert(offsetof(type, field) == (offset), #type "." #field " moved")
+namespace {
 
-static_assert(sizeof(fa_tensor) == 88, "fa_tensor size");
-FA_EXPECT_OFFSET(fa_tensor, data, 0);
-FA_EXPECT_OFFSET(fa_tensor, dtype, 8);
-FA_EXPECT_OFFSET(fa_tensor, device, 12);
-FA_EXPECT_OFFSET(fa_tensor, ndim, 16);
-FA_EXPECT_OFFSET(fa_tensor, reserved, 20);
-FA_EXPECT_OFFSET(fa_tensor, shape, 24);
-FA_EXPECT_OFFSET(fa_tensor, stride, 56);
+#define FA_LAYOUT_STRUCT(type) text += "struct " #type " " + std::to_string(sizeof(type)) + "\n"
+#define FA_LAYOUT_FIELD(type, field)                                                   \
+  text += "field " #field " " + std::to_string(offsetof(type, field)) + " " +          \
+          std::to_string(sizeof(static_cast<type*>(nullptr)->field)) + "\n"
 
-static_assert(sizeof(fa_forward_args) == 760, "fa_forward_args size");
-FA_EXPECT_OFFSET(fa_forward_args, abi_version, 0);
-FA_EXPECT_OFFSET(fa_forward_args, struct_size, 4);
-FA_EXPECT_OFFSET(fa_forward_args, q, 8);
-FA_EXPECT_OFFSET(fa_forward_args, k, 96);
-FA_EXPECT_OFFSET(fa_forward_args, v, 184);
-FA_EXPECT_OFFSET(fa_forward_args, out, 272);
-FA_EXPECT_OFFSET(fa_forward_args, lse, 360);
-FA_EXPECT_OFFSET(fa_forward_args, bias, 448);
-FA_EXPECT_OFFSET(fa_forward_args, cu_seqlens_q, 536);
-FA_EXPECT_OFFSET(fa_forward_args, cu_seqlens_k, 624);
-FA_EXPECT_OFFSET(fa_forward_args, scale, 712);
-FA_EXPECT_OFFSET(fa_forward_args, dropout_p, 716);
-FA_EXPECT_OFFSET(fa_forward_args, seed, 720);
-FA_EXPECT_OFFSET(fa_forward_args, offset, 728);
-FA_EXPECT_OFFSET(fa_forward_args, flags, 736);
-FA_EXPECT_OFFSET(fa_forward_args, max_seqlen_q, 740);
-FA_EXPECT_OFFSET(fa_forward_args, max_seqlen_k, 744);
-FA_EXPECT_OFFSET(fa_forward_args, reserved, 748);
-FA_EXPECT_OFFSET(fa_forward_args, stream, 752);
+std::string build_layout() {
+  std::string text;
 
-static_assert(sizeof(fa_backward_args) == 1216, "fa_backward_args size");
-FA_EXPECT_OFFSET(fa_backward_args, abi_version, 0);
-FA_EXPECT_OFFSET(fa_backward_args, struct_size, 4);
-FA_EXPECT_OFFSET(fa_backward_args, q, 8);
-FA_EXPECT_OFFSET(fa_backward_args, k, 96);
-FA_EXPECT_OFFSET(fa_backward_args, v, 184);
-FA_EXPECT_OFFSET(fa_backward_args, out, 272);
-FA_EXPECT_OFFSET(fa_backward_args, dout, 360);
-FA_EXPECT_OFFSET(fa_backward_args, lse, 448);
-FA_EXPECT_OFFSET(fa_backward_args, dq, 536);
-FA_EXPECT_OFFSET(fa_backward_args, dk, 624);
-FA_EXPECT_OFFSET(fa_backward_args, dv, 712);
-FA_EXPECT_OFFSET(fa_backward_args, bias, 800);
-FA_EXPECT_OFFSET(fa_backward_args, dbias, 888);
-FA_EXPECT_OFFSET(fa_backward_args, cu_seqlens_q, 976);
-FA_EXPECT_OFFSET(fa_backward_args, cu_seqlens_k, 1064);
-FA_EXPECT_OFFSET(fa_backward_args, scale, 1152);
-FA_EXPECT_OFFSET(fa_backward_args, dropout_p, 1156);
-FA_EXPECT_OFFSET(fa_backward_args, seed, 1160);
-FA_EXPECT_OFFSET(fa_backward_args, offset, 1168);
-FA_EXPECT_OFFSET(fa_backward_args, flags, 1176);
-FA_EXPECT_OFFSET(fa_backward_args, max_seqlen_q, 1180);
-FA_EXPECT_OFFSET(fa_backward_args, max_seqlen_k, 1184);
-FA_EXPECT_OFFSET(fa_backward_args, reserved, 1188);
-FA_EXPECT_OFFSET(fa_backward_args, stream, 1192);
-FA_EXPECT_OFFSET(fa_backward_args, workspace, 1200);
-FA_EXPECT_OFFSET(fa_backward_args, workspace_bytes, 1208);
+  FA_LAYOUT_STRUCT(fa_tensor);
+  FA_LAYOUT_FIELD(fa_tensor, data);
+  FA_LAYOUT_FIELD(fa_tensor, dtype);
+  FA_LAYOUT_FIELD(fa_tensor, device);
+  FA_LAYOUT_FIELD(fa_tensor, ndim);
+  FA_LAYOUT_FIELD(fa_tensor, reserved);
+  FA_LAYOUT_FIELD(fa_tensor, shape);
+  FA_LAYOUT_FIELD(fa_tensor, stride);
 
-static_assert(sizeof(fa_device_info) == 304, "fa_device_info size");
-FA_EXPECT_OFFSET(fa_device_info, name, 0);
-FA_EXPECT_OFFSET(fa_device_info, major, 256);
-FA_EXPECT_OFFSET(fa_device_info, minor, 260);
-FA_EXPECT_OFFSET(fa_device_info, multiprocessors, 264);
-FA_EXPECT_OFFSET(fa_device_info, reserved, 268);
-FA_EXPECT_OFFSET(fa_device_info, total_memory, 272);
-FA_EXPECT_OFFSET(fa_device_info, free_memory, 280);
-FA_EXPECT_OFFSET(fa_device_info, l2_cache_bytes, 288);
-FA_EXPECT_OFFSET(fa_device_info, max_shared_per_block, 296);
-FA_EXPECT_OFFSET(fa_device_info, clock_khz, 300);
+  FA_LAYOUT_STRUCT(fa_forward_args);
+  FA_LAYOUT_FIELD(fa_forward_args, abi_version);
+  FA_LAYOUT_FIELD(fa_forward_args, struct_size);
+  FA_LAYOUT_FIELD(fa_forward_args, q);
+  FA_LAYOUT_FIELD(fa_forward_args, k);
+  FA_LAYOUT_FIELD(fa_forward_args, v);
+  FA_LAYOUT_FIELD(fa_forward_args, out);
+  FA_LAYOUT_FIELD(fa_forward_args, lse);
+  FA_LAYOUT_FIELD(fa_forward_args, bias);
+  FA_LAYOUT_FIELD(fa_forward_args, cu_seqlens_q);
+  FA_LAYOUT_FIELD(fa_forward_args, cu_seqlens_k);
+  FA_LAYOUT_FIELD(fa_forward_args, scale);
+  FA_LAYOUT_FIELD(fa_forward_args, dropout_p);
+  FA_LAYOUT_FIELD(fa_forward_args, seed);
+  FA_LAYOUT_FIELD(fa_forward_args, offset);
+  FA_LAYOUT_FIELD(fa_forward_args, flags);
+  FA_LAYOUT_FIELD(fa_forward_args, max_seqlen_q);
+  FA_LAYOUT_FIELD(fa_forward_args, max_seqlen_k);
+  FA_LAYOUT_FIELD(fa_forward_args, reserved);
+  FA_LAYOUT_FIELD(fa_forward_args, stream);
+  FA_LAYOUT_FIELD(fa_forward_args, sinks);
+  FA_LAYOUT_FIELD(fa_forward_args, alibi_slopes);
+  FA_LAYOUT_FIELD(fa_forward_args, window_left);
+  FA_LAYOUT_FIELD(fa_forward_args, window_right);
+  FA_LAYOUT_FIELD(fa_forward_args, softcap);
+  FA_LAYOUT_FIELD(fa_forward_args, reserved2);
+
+  FA_LAYOUT_STRUCT(fa_backward_args);
+  FA_LAYOUT_FIELD(fa_backward_args, abi_version);
+  FA_LAYOUT_FIELD(fa_backward_args, struct_size);
+  FA_LAYOUT_FIELD(fa_backward_args, q);
+  FA_LAYOUT_FIELD(fa_backward_args, k);
+  FA_LAYOUT_FIELD(fa_backward_args, v);
+  FA_LAYOUT_FIELD(fa_backward_args, out);
+  FA_LAYOUT_FIELD(fa_backward_args, dout);
+  FA_LAYOUT_FIELD(fa_backward_args, lse);
+  FA_LAYOUT_FIELD(fa_backward_args, dq);
+  FA_LAYOUT_FIELD(fa_backward_args, dk);
+  FA_LAYOUT_FIELD(fa_backward_args, dv);
+  FA_LAYOUT_FIELD(fa_backward_args, bias);
+  FA_LAYOUT_FIELD(fa_backward_args, dbias);
+  FA_LAYOUT_FIELD(fa_backward_args, cu_seqlens_q);
+  FA_LAYOUT_FIELD(fa_backward_args, cu_seqlens_k);
+  FA_LAYOUT_FIELD(fa_backward_args, scale);
+  FA_LAYOUT_FIELD(fa_backward_args, dropout_p);
+  FA_LAYOUT_FIELD(fa_backward_args, seed);
+  FA_LAYOUT_FIELD(fa_backward_args, offset);
+  FA_LAYOUT_FIELD(fa_backward_args, flags);
+  FA_LAYOUT_FIELD(fa_backward_args, max_seqlen_q);
+  FA_LAYOUT_FIELD(fa_backward_args, max_seqlen_k);
+  FA_LAYOUT_FIELD(fa_backward_args, reserved);
+  FA_LAYOUT_FIELD(fa_backward_args, stream);
+  FA_LAYOUT_FIELD(fa_backward_args, workspace);
+  FA_LAYOUT_FIELD(fa_backward_args, workspace_bytes);
+  FA_LAYOUT_FIELD(fa_backward_args, sinks);
+  FA_LAYOUT_FIELD(fa_backward_args, alibi_slopes);
+  FA_LAYOUT_FIELD(fa_backward_args, window_left);
+  FA_LAYOUT_FIELD(fa_backward_args, window_right);
+  FA_LAYOUT_FIELD(fa_backward_args, softcap);
+  FA_LAYOUT_FIELD(fa_backward_args, reserved2);
+  FA_LAYOUT_FIELD(fa_backward_args, dsinks);
+
+  FA_LAYOUT_STRUCT(fa_device_info);
+  FA_LAYOUT_FIELD(fa_device_info, name);
+  FA_LAYOUT_FIELD(fa_device_info, major);
+  FA_LAYOUT_FIELD(fa_device_info, minor);
+  FA_LAYOUT_FIELD(fa_device_info, multiprocessors);
+  FA_LAYOUT_FIELD(fa_device_info, reserved);
+  FA_LAYOUT_FIELD(fa_device_info, total_memory);
+  FA_LAYOUT_FIELD(fa_device_info, free_memory);
+  FA_LAYOUT_FIELD(fa_device_info, l2_cache_bytes);
+  FA_LAYOUT_FIELD(fa_device_info, max_shared_per_block);
+  FA_LAYOUT_FIELD(fa_device_info, clock_khz);
+  return text;
+}
+
+#undef FA_LAYOUT_STRUCT
+#undef FA_LAYOUT_FIELD
+
+}  // namespace
+
+extern "C" {
+
+FA_API const char* fa_abi_layout(void) {
+  // Built once (thread-safe static initialization) and kept for the library's lifetime.
+  static const std::string layout = build_layout();
+  return layout.c_str();
+}
+
+}  // extern "C"

@@ -76,7 +76,17 @@ void build_params(const Request& request, const Problem& problem, AttentionParam
   p.dropout_p = request.dropout_p;
   p.seed = request.seed;
   p.offset = uint32_t(request.offset);  // Philox counter word 3: the low 32 bits
-  if ((request.flags & FA_FLAG_CAUSAL) != 0) p.window.right = 0;  // causal: the window (-1, 0)
+  p.window.left = request.window_left;
+  p.window.right = request.window_right;
+  // Causal is the window's right edge at the diagonal (validation refused a right > 0).
+  if ((request.flags & FA_FLAG_CAUSAL) != 0) p.window.right = 0;
+  p.softcap = request.softcap;
+  if (present(request.alibi_slopes)) {
+    p.alibi_slopes = reinterpret_cast<const float*>(request.alibi_slopes->data);
+    // [Hq] slopes are shared by every sequence; [B, Hq] ones step by their batch stride.
+    p.alibi_stride_b = request.alibi_slopes->ndim == 2 ? request.alibi_slopes->stride[0] : 0;
+  }
+  if (present(request.sinks)) p.sinks = reinterpret_cast<const float*>(request.sinks->data);
   p.deterministic = (request.flags & FA_FLAG_DETERMINISTIC) != 0;
   if (request.backward) {
     p.dout = make_operand(*request.dout, nested);
@@ -90,6 +100,7 @@ void build_params(const Request& request, const Problem& problem, AttentionParam
     if (present(request.dbias) && element_count(*request.dbias) > 0) {
       p.dbias = make_bias_operand(request.dbias);
     }
+    if (present(request.dsinks)) p.dsinks = reinterpret_cast<float*>(request.dsinks->data);
   }
   p.stream = reinterpret_cast<void*>(request.stream);
   p.workspace = reinterpret_cast<void*>(request.workspace);

@@ -15,6 +15,10 @@ struct Request {
   const fa_tensor *bias = nullptr, *cu_seqlens_q = nullptr, *cu_seqlens_k = nullptr;
   const fa_tensor *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   const fa_tensor* dbias = nullptr;
+  // ABI 2 score features (common/score.h); dsinks in the backward only.
+  const fa_tensor *sinks = nullptr, *alibi_slopes = nullptr, *dsinks = nullptr;
+  int32_t window_left = -1, window_right = -1, reserved2 = 0;
+  float softcap = 0;
   float scale = 0, dropout_p = 0;
   uint64_t seed = 0, offset = 0;
   uint32_t flags = 0;

@@ -1,6 +1,7 @@
 // validate.cpp: every check of fa_forward_args / fa_backward_args, then the params.
-// Order: struct header, scalars, each tensor's header, dtypes and shapes, devices, pointers
-// and alignment, strides, cu_seqlens values, bias shapes (which need the max lengths).
+// Order: struct header, scalars (the score features' too), each tensor's header, dtypes and
+// shapes (sinks, alibi_slopes, dsinks included), devices, pointers and alignment, strides and
+// overlaps, cu_seqlens values, bias shapes (which need the max lengths).
 #include "api/validate.h"
 
 #include <cinttypes>
@@ -10,6 +11,7 @@
 #include "api/cuda_devices.h"
 #include "api/params_builder.h"
 #include "api/request.h"
+#include "api/score_checks.h"
 #include "api/seqlens.h"
 #include "api/shape_checks.h"
 #include "api/tensor_checks.h"
@@ -55,6 +57,7 @@ fa_status check_scalars(const Request& request) {
     return fail(FA_ERR_INVALID_ARGUMENT, "dropout_p: expected a value in [0, 1), got %g",
                 double(request.dropout_p));
   }
+  if (const fa_status s = check_score_scalars(request)) return s;
   if (request.workspace == 0 && request.workspace_bytes != 0) {
     return fail(FA_ERR_INVALID_ARGUMENT,
                 "workspace: is 0 but workspace_bytes is %" PRIu64 " (0 = library allocates)",
@@ -107,11 +110,14 @@ fa_status gather_tensors(const Request& request, std::vector<NamedTensor>* all) 
                                        {"out", request.out}};
   std::vector<NamedTensor> optional = {{"bias", request.bias},
                                        {"cu_seqlens_q", request.cu_seqlens_q},
-                                       {"cu_seqlens_k", request.cu_seqlens_k}};
+                                       {"cu_seqlens_k", request.cu_seqlens_k},
+                                       {"sinks", request.sinks},
+                                       {"alibi_slopes", request.alibi_slopes}};
   if (request.backward) {
     required.insert(required.end(), {{"dout", request.dout}, {"lse", request.lse},
                                      {"dq", request.dq}, {"dk", request.dk}, {"dv", request.dv}});
     optional.push_back({"dbias", request.dbias});
+    optional.push_back({"dsinks", request.dsinks});
   } else {
     optional.push_back({"lse", request.lse});  // the forward's lse is optional
   }
@@ -168,7 +174,7 @@ fa_status check_shapes(const Request& request, Problem* problem) {
     }
     if (const fa_status s = check_bias_kind("dbias", *request.dbias)) return s;
   }
-  return FA_OK;
+  return check_score_tensors(request, *problem);
 }
 
 // One device for all; on CUDA an existing ordinal and real device memory of it; on the CPU
@@ -222,6 +228,7 @@ fa_status check_layouts(const Request& request, const std::vector<NamedTensor>& 
   std::vector<NamedTensor> outputs;
   if (request.backward) {
     outputs = {{"dq", request.dq}, {"dk", request.dk}, {"dv", request.dv}};
+    if (present(request.dsinks)) outputs.push_back({"dsinks", request.dsinks});
   } else {
     outputs = {{"out", request.out}};
     if (present(request.lse)) outputs.push_back({"lse", request.lse});
@@ -233,7 +240,7 @@ fa_status check_layouts(const Request& request, const std::vector<NamedTensor>& 
     // Stride 0 on B, Hq or Sq means "sum over that dim"; the key dim is never reduced.
     if (const fa_status s = check_no_overlap("dbias", *request.dbias, 0x7u)) return s;
   }
-  return FA_OK;
+  return check_dsinks_disjoint(request, all);
 }
 
 fa_status validate_request(const Request& request, AttentionParams* params) {
@@ -276,6 +283,12 @@ Request shared_fields(const Args& args) {
   request.max_seqlen_k = args.max_seqlen_k;
   request.reserved = args.reserved;
   request.stream = args.stream;
+  request.sinks = &args.sinks;
+  request.alibi_slopes = &args.alibi_slopes;
+  request.window_left = args.window_left;
+  request.window_right = args.window_right;
+  request.softcap = args.softcap;
+  request.reserved2 = args.reserved2;
   return request;
 }
 
@@ -306,6 +319,7 @@ fa_status validate_backward(const fa_backward_args* args, AttentionParams* param
   request.dv = &args->dv;
   request.bias = &args->bias;
   request.dbias = &args->dbias;
+  request.dsinks = &args->dsinks;
   request.workspace = args->workspace;
   request.workspace_bytes = args->workspace_bytes;
   return validate_request(request, params);

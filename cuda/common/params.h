@@ -85,7 +85,7 @@ struct AttentionParams {
   // Score features (common/score.h).
   float softcap = 0.0f;                  // 0 = off, else > 0
   const float* alibi_slopes = nullptr;   // float32, slope of (b, h) at b * alibi_stride_b + h
-  int64_t alibi_stride_b = 0;            // 0 for [Hq] slopes, Hq for [B, Hq]
+  int64_t alibi_stride_b = 0;            // 0 for [Hq] slopes, [B, Hq]'s batch stride
   const float* sinks = nullptr;          // float32 [Hq], one logit per query head
 
   // Backward only.

@@ -7,6 +7,7 @@
 
 #include "common/mask.h"
 #include "common/philox.h"
+#include "common/score.h"
 #include "cpu/float_convert.h"
 
 namespace fa {
@@ -59,18 +60,37 @@ void accumulate_weighted_rows(const float* weights, int64_t weight_stride, int64
 }
 
 void compute_scores(const AttentionParams& params, const SequenceSpan& span, const Tile& tile,
-                    const float* q_block, const float* kt_block, float* scores) {
+                    const float* q_block, const float* kt_block, float* scores,
+                    float* softcap_grad) {
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
   multiply_by_transposed(q_block, tile.rows, params.head_dim, kt_block, scores);
   float bias_row[kColBlock];
+  const float softcap = params.softcap;
+  // ALiBi: one slope per (sequence, head) for the whole tile.
+  const float slope = params.alibi_slopes != nullptr
+                          ? params.alibi_slopes[tile.b * params.alibi_stride_b + tile.h]
+                          : 0.0f;
   for (int64_t r = 0; r < tile.rows; ++r) {
     float* row = scores + r * kColBlock;
     const int64_t i = tile.i0 + r;
     for (int64_t c = 0; c < kColBlock; ++c) row[c] *= params.scale;
+    // Each feature is its own branch-free loop over the row (they vectorize), taken per row.
+    if (softcap > 0.0f) {
+      for (int64_t c = 0; c < kColBlock; ++c) row[c] = apply_softcap(row[c], softcap);
+      if (softcap_grad != nullptr) {
+        float* grad = softcap_grad + r * kColBlock;
+        for (int64_t c = 0; c < kColBlock; ++c) grad[c] = softcap_derivative(row[c], softcap);
+      }
+    }
     if (params.bias.ptr != nullptr) {
       load_any_row(params.bias.ptr, params.bias.dtype,
                    bias_offset(params.bias, tile.b, tile.h, i, tile.j0), tile.cols, bias_row);
       for (int64_t c = 0; c < tile.cols; ++c) row[c] += bias_row[c];
+    }
+    if (params.alibi_slopes != nullptr) {
+      for (int64_t c = 0; c < tile.cols; ++c) {
+        row[c] += alibi_term(slope, i, tile.j0 + c, span.q_len, span.k_len);
+      }
     }
     // Columns [visible_begin, visible_end) of the tile are visible (common/mask.h).
     const KeyRange range = params.key_range(span.q_len, span.k_len);

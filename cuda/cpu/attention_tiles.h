@@ -64,10 +64,13 @@ struct Tile {
   int64_t b, h, i0, rows, j0, cols;
 };
 
-// scores[r][c] = scale * q_r . k_c + bias, or -inf where masked (causal, a -inf bias, or
-// c >= cols). q_block [rows][D], kt_block [D][kColBlock].
+// scores[r][c] = the score of common/score.h: softcap(scale * q_r . k_c) + bias + ALiBi, or
+// -inf where masked (the window, a -inf bias, or c >= cols). q_block [rows][D], kt_block
+// [D][kColBlock]. With a softcap, softcap_grad (when not null) receives d(capped)/d(scaled)
+// per cell, for the backward's chain rule.
 void compute_scores(const AttentionParams& params, const SequenceSpan& span, const Tile& tile,
-                    const float* q_block, const float* kt_block, float* scores);
+                    const float* q_block, const float* kt_block, float* scores,
+                    float* softcap_grad = nullptr);
 
 // factors[r][c] = 1 / (1 - p) where element (b, h, i0 + r, j0 + c) survives dropout, else 0.
 void dropout_factors(const AttentionParams& params, const Tile& tile, float* factors);

@@ -3,6 +3,7 @@
 //   pass 1, per (b, kv head, key block): dK, dV, looping over the group's query heads and
 //           every row block in a fixed order (P recomputed from lse)
 //   pass 2, per (b, q head, row block):  dQ, and dS for dbias
+//   dsinks, per q head, serially after pass 0: a fixed-order sum over (b, i)
 // Every item writes its own part of the outputs, so no sum depends on scheduling.
 // dbias dims with stride 0 are reduced: such dims are looped over inside one pass-2 item,
 // and a reduced row dim is summed per item into a partial, then over partials in order.
@@ -74,17 +75,41 @@ struct QueryBlock {
   }
 };
 
+// dsinks[h] = -sum over (b, i) of exp(sink_h - lse_{b,h,i}) * delta_{b,h,i}: the sink's
+// probability in row i times d(loss)/d(row's normalizer). Summed in (b, i) order, in double
+// (one sum of up to B * Sq terms per head), so the result is independent of the threads.
+void write_dsinks(const AttentionParams& params, const Deltas& deltas) {
+  for (int64_t h = 0; h < params.heads_q; ++h) {
+    const float sink = params.sinks[h];
+    double sum = 0.0;
+    if (sink != kNegativeInfinity) {  // a -inf sink takes no probability: gradient 0
+      for (int64_t b = 0; b < params.batch; ++b) {
+        const SequenceSpan span = sequence_span(params, b);
+        for (int64_t i = 0; i < span.q_len; ++i) {
+          const float lse = *lse_pointer(params.lse, b, h, span.q_start + i);
+          const float delta = deltas.values[deltas.index(params, span, b, h, i)];
+          sum += double(std::exp(sink - lse)) * double(delta);
+        }
+      }
+    }
+    params.dsinks[h] = float(0.0 - sum);  // +0, not -0, where nothing contributed
+  }
+}
+
 // Recomputes one tile's probabilities and gradients:
 //   p_dropped[r][c] = P * Z   (Z = keep / (1 - p), 1 without dropout)
-//   ds[r][c]        = P * (dP * Z - delta),  dP = dO_r . v_c
+//   ds_score[r][c]  = P * (dP * Z - delta),  dP = dO_r . v_c: the gradient of the score
+//                     (what bias is added to; dbias sums it)
+//   ds[r][c]        = ds_score * d(softcap)/d(scaled score): the gradient of scale * q.k
+//                     (= ds_score without a softcap), for dq and dk
 // kt and vt are the tile's keys and values transposed, [D][kColBlock].
 struct TileScratch {
-  std::vector<float> scores, dp, factors;
+  std::vector<float> scores, dp, factors, softcap_grad;
 };
 
 void tile_gradients(const AttentionParams& params, const SequenceSpan& span, const Tile& tile,
                     const QueryBlock& query, const float* kt, const float* vt,
-                    TileScratch& scratch, float* p_dropped, float* ds) {
+                    TileScratch& scratch, float* p_dropped, float* ds, float* ds_score) {
   const int64_t cells = tile.rows * kColBlock;
   scratch.scores.resize(cells);
   scratch.dp.resize(cells);
@@ -93,7 +118,10 @@ void tile_gradients(const AttentionParams& params, const SequenceSpan& span, con
     scratch.factors.resize(cells);
     dropout_factors(params, tile, scratch.factors.data());
   }
-  compute_scores(params, span, tile, query.q.data(), kt, scratch.scores.data());
+  const bool softcap = params.softcap > 0.0f;
+  if (softcap) scratch.softcap_grad.resize(cells);
+  compute_scores(params, span, tile, query.q.data(), kt, scratch.scores.data(),
+                 softcap ? scratch.softcap_grad.data() : nullptr);
   multiply_by_transposed(query.dout.data(), tile.rows, params.head_dim, vt, scratch.dp.data());
   for (int64_t r = 0; r < tile.rows; ++r) {
     const float lse = query.lse[r], delta = query.delta[r];
@@ -107,6 +135,11 @@ void tile_gradients(const AttentionParams& params, const SequenceSpan& span, con
       if (p_dropped != nullptr) p_dropped[cell] = p * z;
       ds[cell] = p * (scratch.dp[cell] * z - delta);
     }
+  }
+  if (ds_score != nullptr) std::copy(ds, ds + cells, ds_score);
+  if (softcap) {
+    // Masked cells have ds 0 already; the derivative is finite wherever the score was.
+    for (int64_t cell = 0; cell < cells; ++cell) ds[cell] *= scratch.softcap_grad[cell];
   }
 }
 
@@ -136,7 +169,7 @@ void key_block_gradients(const AttentionParams& params, const Deltas& deltas, in
       const Tile tile{b, h, i0, std::min(kRowBlock, span.q_len - i0), j0, cols};
       query.load(params, deltas, span, b, h, i0, tile.rows);
       tile_gradients(params, span, tile, query, kt.data(), vt.data(), scratch, p_dropped.data(),
-                     ds.data());
+                     ds.data(), nullptr);
       for (int64_t c = 0; c < cols; ++c) {
         accumulate_weighted_rows(p_dropped.data() + c, kColBlock, tile.rows, query.dout.data(),
                                  depth, dv.data() + c * depth);
@@ -191,6 +224,8 @@ void query_block_gradients(const AttentionParams& params, const Deltas& deltas,
 
   std::vector<float> kt(depth * kColBlock), vt(depth * kColBlock), k(kColBlock * depth);
   std::vector<float> ds(kRowBlock * kColBlock), dq;
+  // dbias sums the gradient of the score itself, before the softcap's chain rule.
+  std::vector<float> ds_score(plan.wanted ? kRowBlock * kColBlock : 0);
   QueryBlock query;
   TileScratch scratch;
   for (int64_t b = item_b; b < (plan.reduce_b ? params.batch : item_b + 1); ++b) {
@@ -212,13 +247,13 @@ void query_block_gradients(const AttentionParams& params, const Deltas& deltas,
                              vt.data());
         load_rows(params, params.k, b, kv_head, span.k_start + j0, tile.cols, k.data());
         tile_gradients(params, span, tile, query, kt.data(), vt.data(), scratch, nullptr,
-                       ds.data());
+                       ds.data(), plan.wanted ? ds_score.data() : nullptr);
         for (int64_t r = 0; r < rows; ++r) {
           accumulate_weighted_rows(ds.data() + r * kColBlock, 1, tile.cols, k.data(), depth,
                                    dq.data() + r * depth);
           if (plan.wanted) {
             float* acc = dbias_acc.data() + (plan.reduce_rows ? 0 : r) * plan.width + j0;
-            for (int64_t c = 0; c < tile.cols; ++c) acc[c] += ds[r * kColBlock + c];
+            for (int64_t c = 0; c < tile.cols; ++c) acc[c] += ds_score[r * kColBlock + c];
           }
         }
       }
@@ -263,6 +298,7 @@ void write_reduced_dbias_rows(const AttentionParams& params, const DbiasPlan& pl
 fa_status cpu_backward(const AttentionParams& params) {
   cpu::Deltas deltas;
   cpu::compute_deltas(params, deltas);
+  if (params.dsinks != nullptr) cpu::write_dsinks(params, deltas);
 
   const int64_t key_blocks = cpu::ceil_div(params.seqlen_k, cpu::kColBlock);
   parallel_for(params.batch * params.heads_kv * key_blocks, [&](int64_t item) {

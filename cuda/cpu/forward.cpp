@@ -30,6 +30,9 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
   std::vector<float> q(rows * depth), kt(depth * kColBlock), v(kColBlock * depth);
   std::vector<float> acc(rows * depth, 0.0f), scores(rows * kColBlock), factors;
   std::vector<float> row_max(rows, kNegativeInfinity), row_sum(rows, 0.0f);
+  // Rows whose every visible score of some block was NaN: the maximum (like fmaxf) skips
+  // NaN, so such a block looks empty; the row's result must still be NaN (DESIGN.md).
+  std::vector<char> row_nan(rows, 0);
   if (dropout) factors.resize(rows * kColBlock);
   load_rows(params, params.q, b, h, span.q_start + i0, rows, q.data());
 
@@ -49,7 +52,10 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
       float block_max = kNegativeInfinity;
       for (int64_t c = 0; c < kColBlock; ++c) block_max = std::max(block_max, s[c]);
       const float new_max = std::max(row_max[r], block_max);
-      if (new_max == kNegativeInfinity) continue;  // nothing visible to this row yet
+      if (new_max == kNegativeInfinity) {  // nothing visible to this row yet, or only NaN
+        for (int64_t c = 0; c < kColBlock; ++c) row_nan[r] |= std::isnan(s[c]) ? 1 : 0;
+        continue;
+      }
       // Rescale what was accumulated under the old maximum (exp(-inf) = 0 the first time).
       const float correction = std::exp(row_max[r] - new_max);
       float* acc_row = acc.data() + r * depth;
@@ -68,18 +74,30 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
     }
   }
 
+  // The head's sink joins the normalizer only now, after the keys: folding it in here
+  // keeps the running maximum of the loop above a maximum over scores, and the final
+  // max(row_max, sink) keeps every exponent <= 0 whichever of the two is larger.
+  const float sink = params.sinks != nullptr ? params.sinks[h] : kNegativeInfinity;
   std::vector<float> out_row(depth);
   for (int64_t r = 0; r < rows; ++r) {
-    // A row that saw no key keeps row_sum 0: output 0 and lse -inf, never NaN.
-    const bool empty = row_sum[r] == 0.0f;
-    const float inverse = empty ? 0.0f : 1.0f / row_sum[r];
+    float inverse = 0.0f, lse = kNegativeInfinity;
+    if (sink != kNegativeInfinity) {
+      // With a sink: a row that saw no key (row_max -inf, row_sum 0) gets out 0, lse = sink.
+      const float top = std::max(row_max[r], sink);
+      const float keys_scale = std::exp(row_max[r] - top);  // 0 when row_max is -inf
+      const float total = row_sum[r] * keys_scale + std::exp(sink - top);
+      inverse = keys_scale / total;
+      lse = top + std::log(total);
+    } else if (row_sum[r] != 0.0f) {
+      inverse = 1.0f / row_sum[r];
+      lse = row_max[r] + std::log(row_sum[r]);
+    }
+    if (row_nan[r]) inverse = lse = std::numeric_limits<float>::quiet_NaN();
+    // A row that saw no key and has no sink keeps row_sum 0: output 0, lse -inf, never NaN.
     for (int64_t d = 0; d < depth; ++d) out_row[d] = acc[r * depth + d] * inverse;
     store_row(out_row.data(), params.dtype, depth,
               row_pointer(params.out, b, h, span.q_start + i0 + r));
-    if (params.lse.ptr != nullptr) {
-      *lse_pointer(params.lse, b, h, span.q_start + i0 + r) =
-          empty ? kNegativeInfinity : row_max[r] + std::log(row_sum[r]);
-    }
+    if (params.lse.ptr != nullptr) *lse_pointer(params.lse, b, h, span.q_start + i0 + r) = lse;
   }
 }
 

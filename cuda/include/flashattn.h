@@ -9,7 +9,10 @@
  * - The argument structs start with the ABI version and their own size, so a caller built
  *   for another layout is refused with FA_ERR_ABI_MISMATCH before anything is read.
  * - Layout is fixed for FFI packing: every struct below is naturally aligned with explicit
- *   padding; offsets are listed in comments and checked by static_assert in the library.
+ *   padding. The offsets are not written out by hand anywhere: fa_abi_layout() returns the
+ *   table the library was compiled with (generated from offsetof/sizeof in
+ *   cuda/api/abi_layout.cpp), ffi/structs.ts packs from one field table, and a test checks
+ *   the two agree field by field.
  */
 #ifndef FLASHATTN_H
 #define FLASHATTN_H
@@ -27,7 +30,7 @@ extern "C" {
 #endif
 
 /** Bumped on any change of a struct layout or of a function's meaning. */
-#define FA_ABI_VERSION 1u
+#define FA_ABI_VERSION 2u
 
 /** Maximum tensor rank crossing the ABI. */
 #define FA_MAX_DIMS 4
@@ -55,7 +58,6 @@ typedef enum fa_dtype {
 
 /**
  * A strided view. data == 0 means "absent" for optional tensors.
- * Size 88 bytes: data@0 dtype@8 device@12 ndim@16 (pad@20) shape@24 stride@56.
  *
  * Alignment: data must be aligned to the element size; any strides are accepted as long as
  * the last dim is contiguous. On CUDA, q/k/v/out/dout/dq/dk/dv that start on a 16-byte
@@ -83,11 +85,13 @@ typedef struct fa_tensor {
 } fa_tensor;
 
 /** Flags for fa_forward_args.flags / fa_backward_args.flags. */
-#define FA_FLAG_CAUSAL 1u        /* bottom-right aligned: row i sees key j iff j <= i + Sk - Sq */
+#define FA_FLAG_CAUSAL 1u        /* bottom-right aligned: row i sees key j iff j <= i + Sk - Sq;
+                                    the same as window_right = 0 (see fa_forward_args) */
 #define FA_FLAG_DETERMINISTIC 2u /* backward: no floating-point atomics, bitwise repeatable */
 
 /**
- * Forward: out = softmax(scale * q k^T + bias, masked) [dropout] v, lse = logsumexp.
+ * Forward: out = softmax(score, masked, with sink) [dropout] v, lse = logsumexp, where
+ *   score = softcap(scale * q k^T) + bias + alibi   (softcap and alibi when enabled)
  *
  * Dense:  q [B, Hq, Sq, D], k/v [B, Hkv, Sk, D], out like q, lse [B, Hq, Sq] float32.
  * Nested: cu_seqlens_q/k present (int32 [B+1], same device as q); q [totalQ, Hq, D],
@@ -95,6 +99,21 @@ typedef struct fa_tensor {
  * bias:   optional, 4-d [B, Hq, Sq, Sk] (nested: [B, Hq, maxSq, maxSk]) with stride 0 on
  *         broadcast dims; float16, bfloat16 or float32; last dim contiguous.
  * lse:    optional for the forward (data 0 = not wanted).
+ *
+ * Score features (softcap, alibi_slopes and sinks are off when left zero; the window is
+ * off at (-1, -1), not at zero):
+ * window_left / window_right: a sliding window around the bottom-right aligned diagonal:
+ *         query row i sees key j iff i + Sk - Sq - window_left <= j <= i + Sk - Sq +
+ *         window_right; -1 = unbounded on that side. FA_FLAG_CAUSAL means window_right = 0,
+ *         so with it window_right must be -1 or 0. A zeroed struct has (0, 0): a caller who
+ *         wants no window passes (-1, -1). Values below -1 are refused.
+ * softcap: > 0 caps each scaled score: s = softcap * tanh(scale * q.k / softcap), before
+ *         bias and ALiBi; 0 = off; negative, NaN or Inf refused.
+ * alibi_slopes: optional float32 [Hq] or [B, Hq]: adds -slope[b, h] * |i + Sk - Sq - j|
+ *         to the score (after softcap and bias). No gradient.
+ * sinks:  optional float32 [Hq]: one logit per query head that joins every row's softmax
+ *         denominator and carries no value (lse includes it). A row that sees no key gets
+ *         out = 0 and lse = sink; a sink of -inf has no effect.
  *
  * max_seqlen_q / max_seqlen_k (nested only) and the trust placed in cu_seqlens:
  * - CPU tensors, or either max_seqlen 0: the library reads cu_seqlens (on CUDA: a
@@ -109,11 +128,6 @@ typedef struct fa_tensor {
  *   an error. The TypeScript NestedBatch builds cu_seqlens from its own checked host copy of
  *   the lengths and passes their maxima, so its cu_seqlens keep the promise (a maximum of
  *   0, every sequence empty, sends it down the first path).
- *
- * Size 8 + 88*8 + 48 = 760 bytes:
- *   abi_version@0 struct_size@4 q@8 k@96 v@184 out@272 lse@360 bias@448
- *   cu_seqlens_q@536 cu_seqlens_k@624 scale@712 dropout_p@716 seed@720 offset@728
- *   flags@736 max_seqlen_q@740 max_seqlen_k@744 (pad@748) stream@752
  */
 typedef struct fa_forward_args {
   uint32_t abi_version; /* FA_ABI_VERSION */
@@ -129,6 +143,13 @@ typedef struct fa_forward_args {
   int32_t max_seqlen_k;
   int32_t reserved;     /* must be 0 */
   uint64_t stream;      /* cudaStream_t for CUDA tensors (0 = legacy default stream) */
+  /* ABI 2: score features (see above). */
+  fa_tensor sinks;        /* optional float32 [Hq]: per-head sink logit */
+  fa_tensor alibi_slopes; /* optional float32 [Hq] or [B, Hq] */
+  int32_t window_left;    /* -1 = unbounded; >= 0: keys before the diagonal a row sees */
+  int32_t window_right;   /* -1 = unbounded; >= 0: keys after the diagonal (causal: 0) */
+  float softcap;          /* 0 = off, else > 0 and finite */
+  int32_t reserved2;      /* must be 0 */
 } fa_forward_args;
 
 /**
@@ -140,12 +161,9 @@ typedef struct fa_forward_args {
  * (nested, every query or every key sequence empty) is not written at all: callers whose
  * dbias storage outlives that view (a broadcast bias's gradient) zero it themselves.
  * max_seqlen_q / max_seqlen_k and cu_seqlens: as for fa_forward_args.
- *
- * Size 8 + 88*13 + 64 = 1216 bytes:
- *   abi_version@0 struct_size@4 q@8 k@96 v@184 out@272 dout@360 lse@448 dq@536 dk@624
- *   dv@712 bias@800 dbias@888 cu_seqlens_q@976 cu_seqlens_k@1064 scale@1152
- *   dropout_p@1156 seed@1160 offset@1168 flags@1176 max_seqlen_q@1180 max_seqlen_k@1184
- *   (pad@1188) stream@1192 workspace@1200 workspace_bytes@1208
+ * sinks, alibi_slopes, window_left/right, softcap: the forward's values.
+ * dsinks: float32 [Hq], required iff sinks is given; written (not accumulated) with
+ *   dsinks[h] = -sum over (b, i) of exp(sinks[h] - lse[b, h, i]) * rowsum(dout * out)[b, h, i].
  */
 typedef struct fa_backward_args {
   uint32_t abi_version;
@@ -162,9 +180,17 @@ typedef struct fa_backward_args {
   uint64_t stream;
   uint64_t workspace;       /* device scratch for dq accumulation (0 = from the library's pool) */
   uint64_t workspace_bytes; /* size of workspace; see fa_backward_workspace_size */
+  /* ABI 2: score features, as in fa_forward_args. */
+  fa_tensor sinks;
+  fa_tensor alibi_slopes;
+  int32_t window_left;
+  int32_t window_right;
+  float softcap;
+  int32_t reserved2;        /* must be 0 */
+  fa_tensor dsinks;         /* float32 [Hq]: gradient of sinks; required iff sinks given */
 } fa_backward_args;
 
-/** Device properties. Size 304: name@0 (256 bytes, NUL-terminated) then the rest. */
+/** Device properties; name is NUL-terminated. */
 typedef struct fa_device_info {
   char name[256];
   int32_t major;              /* compute capability */
@@ -180,6 +206,13 @@ typedef struct fa_device_info {
 
 /* ---- library ---- */
 FA_API uint32_t fa_abi_version(void);
+/**
+ * The layout of every ABI struct, as compiled: one line per struct and per field,
+ *   "struct <name> <size>" then "field <name> <offset> <size>" lines of that struct,
+ * lines separated by '\n', NUL-terminated, static (never freed). Generated from
+ * offsetof/sizeof; ffi/ checks its own packing table against it.
+ */
+FA_API const char* fa_abi_layout(void);
 FA_API const char* fa_last_error(void);
 /** Version string of the library, e.g. "0.1.0". */
 FA_API const char* fa_version(void);

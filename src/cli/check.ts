@@ -34,7 +34,7 @@ export interface Results {
   /** Log-sum-exp [B, Hq, Sq]. */
   lse: Tensor;
   /** Gradients, when the backward pass ran. */
-  grads?: { dq: Tensor; dk: Tensor; dv: Tensor; dbias?: Tensor };
+  grads?: { dq: Tensor; dk: Tensor; dv: Tensor; dbias?: Tensor; dsinks?: Tensor };
 }
 
 /** Reference values by output name ("out", "lse", "dq", ...), in [B, H, S, D] order. */
@@ -59,12 +59,17 @@ export function referenceValues(config: Config, inputs: Inputs): Expected {
   if (config.dropout > 0) {
     problem.dropout = { p: config.dropout, seed: BigInt(config.seed), offset: 0 };
   }
+  if (config.window) problem.window = config.window;
+  if (config.softcap > 0) problem.softcap = config.softcap;
+  if (inputs.sinks) problem.sinks = inputs.sinks.toFloat32();
+  if (inputs.alibiSlopes) problem.alibiSlopes = inputs.alibiSlopes.toFloat32();
   const forward = referenceForward(problem);
   const expected: Expected = new Map([["out", forward.out], ["lse", forward.lse]]);
   if (config.backward) {
     const grads = referenceBackward(problem, bhsdValues(inputs.dout, config.layout));
     expected.set("dq", grads.dq).set("dk", grads.dk).set("dv", grads.dv);
     if (grads.dbias && config.bias === "full") expected.set("dbias", grads.dbias);
+    if (grads.dsinks) expected.set("dsinks", grads.dsinks);
   }
   return expected;
 }
@@ -81,6 +86,8 @@ export function cpuBackendValues(
   const [q, k, v, dout] = [copy(inputs.q), copy(inputs.k), copy(inputs.v), copy(inputs.dout)];
   const cpuOptions: BackwardOptions = { ...options };
   if (inputs.bias) cpuOptions.bias = copy(inputs.bias);
+  if (inputs.sinks) cpuOptions.sinks = copy(inputs.sinks);
+  if (inputs.alibiSlopes) cpuOptions.alibiSlopes = copy(inputs.alibiSlopes);
   const { out, lse } = attention(q, k, v, cpuOptions);
   stack.use(out);
   stack.use(lse);
@@ -90,7 +97,8 @@ export function cpuBackendValues(
     const grads = attentionBackward(dout, q, k, v, out, lse, cpuOptions);
     for (const [name, tensor] of Object.entries(grads)) {
       using owned = tensor;
-      expected.set(name, name === "dbias" ? owned.toFloat32() : bhsdValues(owned, config.layout));
+      const flat = name === "dbias" || name === "dsinks";
+      expected.set(name, flat ? owned.toFloat32() : bhsdValues(owned, config.layout));
     }
   }
   return expected;
@@ -100,18 +108,19 @@ export function cpuBackendValues(
 export function compareAll(config: Config, results: Results, expected: Expected): Comparison[] {
   const actual: [string, Tensor][] = [["out", results.out], ["lse", results.lse]];
   if (results.grads) {
-    const { dq, dk, dv, dbias } = results.grads;
+    const { dq, dk, dv, dbias, dsinks } = results.grads;
     actual.push(["dq", dq], ["dk", dk], ["dv", dv]);
     if (dbias) actual.push(["dbias", dbias]);
+    if (dsinks) actual.push(["dsinks", dsinks]);
   }
   return actual.flatMap(([name, tensor]) => {
     const reference = expected.get(name);
     if (reference === undefined) return [];
-    const values = name === "lse" || name === "dbias"
+    const values = name === "lse" || name === "dbias" || name === "dsinks"
       ? tensor.toFloat32()
       : bhsdValues(tensor, config.layout);
     // lse is float32 throughout; outputs pass one rounding to the dtype; gradients add up
-    // many rounded terms.
+    // many rounded terms (dsinks too: a float32 sum over rows of the rounded out).
     const dtype = name === "lse" ? "float32" : config.dtype;
     const slack = name === "out" ? 4 : 8;
     return [compare(name, values, reference, dtype, slack)];

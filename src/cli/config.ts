@@ -26,6 +26,10 @@ Attention:
   --dropout P        dropout probability in [0, 1)
   --seed N           seed of the inputs and of the dropout mask (default 0)
   --bias KIND        none (default), full ([B, Hq, Sq, Sk]) or key-padding ([B, 1, 1, Sk])
+  --window L,R       sliding window: row i sees keys i+Sk-Sq-L .. i+Sk-Sq+R (-1 = unbounded)
+  --softcap C        logit softcap C > 0: scores become C tanh(score / C)
+  --sinks [V]        attention sinks: random N(0, 1) logits per head, or V for every head
+  --alibi            ALiBi with the standard slopes 2^(-8h/Hq), h = 1..Hq
   --backward         also time the backward pass
   --deterministic    deterministic backward
 
@@ -43,6 +47,9 @@ export class UsageError extends Error {}
 
 /** Which bias the run adds: none, a full [B, Hq, Sq, Sk] one, or a [B, 1, 1, Sk] key mask. */
 export type BiasKind = "none" | "full" | "key-padding";
+
+/** Attention sinks of a run: none, random N(0, 1) logits per head, or one value for all. */
+export type SinksKind = "none" | "random" | number;
 
 /** One run of the CLI, parsed and with defaults filled in. */
 export interface Config {
@@ -72,6 +79,14 @@ export interface Config {
   seed: number;
   /** Which bias to add. */
   bias: BiasKind;
+  /** Sliding window [left, right] (undefined = none). */
+  window: [number, number] | undefined;
+  /** Logit softcap (0 = off). */
+  softcap: number;
+  /** Attention sinks. */
+  sinks: SinksKind;
+  /** ALiBi with the standard geometric slopes. */
+  alibi: boolean;
   /** Also run the backward pass. */
   backward: boolean;
   /** Deterministic backward. */
@@ -114,10 +129,47 @@ function pickDevice(name: string): Device {
   return Device.cuda(Number(match[1] ?? 0));
 }
 
+function parseWindow(value: string | undefined): [number, number] | undefined {
+  if (value === undefined) return undefined;
+  const edges = value.split(",").map(Number);
+  if (edges.length !== 2 || !edges.every((edge) => Number.isSafeInteger(edge) && edge >= -1)) {
+    throw new UsageError(`--window: expected L,R, two integers >= -1, got ${value}`);
+  }
+  return [edges[0], edges[1]];
+}
+
+function parseSoftcap(value: string | undefined): number {
+  if (value === undefined) return 0;
+  const softcap = Number(value);
+  if (!(Number.isFinite(softcap) && softcap > 0)) {
+    throw new UsageError(`--softcap: expected a finite number > 0, got ${value}`);
+  }
+  return softcap;
+}
+
+function parseSinks(value: string | undefined): SinksKind {
+  if (value === undefined) return "none";
+  if (value === "random") return "random";
+  const sink = Number(value);
+  if (value.trim() === "" || Number.isNaN(sink)) {
+    throw new UsageError(`--sinks: expected random or a number, got ${value}`);
+  }
+  return sink;
+}
+
+/** `--sinks` without a value means random sinks: give parseArgs the value it needs. */
+function withSinksValue(args: string[]): string[] {
+  return args.flatMap((arg, i) => {
+    if (arg !== "--sinks") return [arg];
+    const next = args[i + 1];
+    return next === undefined || next.startsWith("--") ? ["--sinks=random"] : [arg];
+  });
+}
+
 /** Parses the command line; "help" when --help was asked for. */
 export function parseConfig(args: string[]): Config | "help" {
   const { values } = parseArgs({
-    args,
+    args: withSinksValue(args),
     strict: true,
     options: {
       batch: { type: "string" },
@@ -132,6 +184,10 @@ export function parseConfig(args: string[]): Config | "help" {
       dropout: { type: "string", default: "0" },
       seed: { type: "string", default: "0" },
       bias: { type: "string", default: "none" },
+      window: { type: "string" },
+      softcap: { type: "string" },
+      sinks: { type: "string" },
+      alibi: { type: "boolean", default: false },
       backward: { type: "boolean", default: false },
       deterministic: { type: "boolean", default: false },
       device: { type: "string", default: "auto" },
@@ -185,6 +241,10 @@ export function parseConfig(args: string[]): Config | "help" {
     dropout,
     seed: integerOption(values.seed, "seed", 0, 0),
     bias,
+    window: parseWindow(values.window),
+    softcap: parseSoftcap(values.softcap),
+    sinks: parseSinks(values.sinks),
+    alibi: values.alibi,
     backward: values.backward,
     deterministic: values.deterministic,
     iterations: integerOption(values.iterations, "iterations", gpu ? 20 : 3),
@@ -203,5 +263,9 @@ export function describeProblem(config: Config): string {
   if (config.causal) parts.push("causal");
   if (config.dropout > 0) parts.push(`dropout=${config.dropout}`);
   if (config.bias !== "none") parts.push(`bias=${config.bias}`);
+  if (config.window) parts.push(`window=${config.window.join(",")}`);
+  if (config.softcap > 0) parts.push(`softcap=${config.softcap}`);
+  if (config.sinks !== "none") parts.push(`sinks=${config.sinks}`);
+  if (config.alibi) parts.push("alibi");
   return parts.join(" ");
 }

@@ -20,6 +20,15 @@ export interface Inputs {
   dout: Tensor;
   /** The bias, when one was asked for. */
   bias?: Tensor;
+  /** float32 [Hq] sink logits, when asked for. */
+  sinks?: Tensor;
+  /** float32 [Hq] ALiBi slopes, when asked for. */
+  alibiSlopes?: Tensor;
+}
+
+/** The standard ALiBi slopes of `heads` heads: 2^(-8h/heads) for h = 1..heads. */
+export function alibiSlopes(heads: number): Float32Array {
+  return Float32Array.from({ length: heads }, (_, h) => 2 ** ((-8 * (h + 1)) / heads));
 }
 
 /** Shape of a q/k/v-like operand in the configured layout. */
@@ -65,6 +74,18 @@ export function makeInputs(config: Config, stack: DisposableStack): Inputs {
   };
   const bias = biasValues(config, random);
   if (bias !== undefined) inputs.bias = tensor(...bias);
+  const float32 = (values: Float32Array) =>
+    stack.use(
+      Tensor.fromArray(values, [config.headsQ], { dtype: "float32", device: config.device }),
+    );
+  if (config.sinks !== "none") {
+    const value = config.sinks;
+    const sinks = value === "random"
+      ? random.normals(config.headsQ)
+      : new Float32Array(config.headsQ).fill(value);
+    inputs.sinks = float32(sinks);
+  }
+  if (config.alibi) inputs.alibiSlopes = float32(alibiSlopes(config.headsQ));
   return inputs;
 }
 
@@ -78,5 +99,9 @@ export function attentionOptions(config: Config, inputs: Inputs): BackwardOption
   };
   if (config.dropout > 0) options.dropout = { p: config.dropout, seed: config.seed };
   if (inputs.bias !== undefined) options.bias = inputs.bias;
+  if (config.window !== undefined) options.window = config.window;
+  if (config.softcap > 0) options.softcap = config.softcap;
+  if (inputs.sinks !== undefined) options.sinks = inputs.sinks;
+  if (inputs.alibiSlopes !== undefined) options.alibiSlopes = inputs.alibiSlopes;
   return options;
 }

@@ -35,6 +35,14 @@ export interface ReferenceProblem {
   bias?: { values: Float32Array; shape: readonly number[] };
   /** Dropout as the library draws it (Philox). */
   dropout?: { p: number; seed: bigint; offset: number };
+  /** Sliding window [left, right] around the diagonal i + Sk - Sq, -1 = unbounded. */
+  window?: readonly [number, number];
+  /** Logit softcap (0 or absent = off): score = c tanh(scale q·k / c). */
+  softcap?: number;
+  /** One sink logit per query head [Hq]. */
+  sinks?: Float32Array;
+  /** ALiBi slopes [Hq]: the score gets -slope |i + Sk - Sq - j|. */
+  alibiSlopes?: Float32Array;
 }
 
 /** Forward results. */
@@ -55,6 +63,16 @@ export interface ReferenceBackward {
   dv: Float64Array;
   /** Gradient of the bias, in the bias's own shape. */
   dbias?: Float64Array;
+  /** Gradient of the sinks [Hq], when sinks are given. */
+  dsinks?: Float64Array;
+}
+
+/** Whether row i sees key j: causal and the window, around the diagonal i + Sk - Sq. */
+function visible(problem: ReferenceProblem, i: number, j: number): boolean {
+  const diagonal = i + problem.seqlenK - problem.seqlenQ;
+  if (problem.causal && j > diagonal) return false;
+  const [left, right] = problem.window ?? [-1, -1];
+  return (left < 0 || j >= diagonal - left) && (right < 0 || j <= diagonal + right);
 }
 
 /** Element strides of the bias broadcast to [B, Hq, Sq, Sk] (0 on broadcast dims). */
@@ -69,16 +87,22 @@ function biasStrides(shape: readonly number[]): number[] {
   return strides;
 }
 
-/** Per (b, h, i): the normalized probabilities P (pre-dropout), the dropout scale Z, lse. */
+/**
+ * Per (b, h, i): the normalized probabilities P (pre-dropout), the dropout scale Z, lse, the
+ * softcap's derivative per key and the sink's probability.
+ */
 function rowProbabilities(problem: ReferenceProblem, b: number, h: number, i: number) {
   const { q, k, headsQ, headsKv, seqlenQ, seqlenK, headDim: d, scale } = problem;
   const kvHead = Math.floor(h / (headsQ / headsKv));
   const qBase = ((b * headsQ + h) * seqlenQ + i) * d;
   const scores = new Float64Array(seqlenK);
+  const capGrad = new Float64Array(seqlenK).fill(1);
   const strides = problem.bias ? biasStrides(problem.bias.shape) : undefined;
-  let max = -Infinity;
+  const sink = problem.sinks ? problem.sinks[h] : -Infinity;
+  const softcap = problem.softcap ?? 0;
+  let max = sink;
   for (let j = 0; j < seqlenK; j++) {
-    if (problem.causal && j > i + seqlenK - seqlenQ) {
+    if (!visible(problem, i, j)) {
       scores[j] = -Infinity;
       continue;
     }
@@ -86,6 +110,14 @@ function rowProbabilities(problem: ReferenceProblem, b: number, h: number, i: nu
     let dot = 0;
     for (let c = 0; c < d; c++) dot += q[qBase + c] * k[kBase + c];
     let score = scale * dot;
+    if (softcap > 0) {
+      const t = Math.tanh(score / softcap);
+      score = softcap * t;
+      capGrad[j] = 1 - t * t;
+    }
+    if (problem.alibiSlopes) {
+      score -= problem.alibiSlopes[h] * Math.abs(i + seqlenK - seqlenQ - j);
+    }
     if (problem.bias && strides) {
       score += problem.bias.values[
         b * strides[0] + h * strides[1] + i * strides[2] + j * strides[3]
@@ -95,8 +127,10 @@ function rowProbabilities(problem: ReferenceProblem, b: number, h: number, i: nu
     if (score > max) max = score;
   }
   const probabilities = new Float64Array(seqlenK);
-  if (max === -Infinity) return { probabilities, dropScale: undefined, lse: -Infinity };
-  let sum = 0;
+  if (max === -Infinity) {
+    return { probabilities, dropScale: undefined, lse: -Infinity, capGrad, sinkProbability: 0 };
+  }
+  let sum = sink === -Infinity ? 0 : Math.exp(sink - max);
   for (let j = 0; j < seqlenK; j++) sum += probabilities[j] = Math.exp(scores[j] - max);
   for (let j = 0; j < seqlenK; j++) probabilities[j] /= sum;
   let dropScale: Float64Array | undefined;
@@ -113,10 +147,15 @@ function rowProbabilities(problem: ReferenceProblem, b: number, h: number, i: nu
     dropScale = new Float64Array(seqlenK);
     for (let j = 0; j < seqlenK; j++) dropScale[j] = keep[j] ? 1 / (1 - dropout.p) : 0;
   }
-  return { probabilities, dropScale, lse: max + Math.log(sum) };
+  const lse = max + Math.log(sum);
+  const sinkProbability = sink === -Infinity ? 0 : Math.exp(sink - lse);
+  return { probabilities, dropScale, lse, capGrad, sinkProbability };
 }
 
-/** out = softmax(scale q kᵀ + bias, masked) [dropout] v and lse, in float64. */
+/**
+ * out = softmax(softcap(scale q kᵀ) + bias + ALiBi, masked, with the sink) [dropout] v and
+ * lse, in float64.
+ */
 export function referenceForward(problem: ReferenceProblem): ReferenceForward {
   const { v, batch, headsQ, headsKv, seqlenQ, seqlenK, headDim: d } = problem;
   const out = new Float64Array(batch * headsQ * seqlenQ * d);
@@ -152,12 +191,14 @@ export function referenceBackward(
   const bias = problem.bias;
   const dbias = bias ? new Float64Array(bias.values.length) : undefined;
   const strides = bias ? biasStrides(bias.shape) : undefined;
+  const dsinks = problem.sinks ? new Float64Array(headsQ) : undefined;
   const dp = new Float64Array(seqlenK);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < headsQ; h++) {
       const kvHead = Math.floor(h / (headsQ / headsKv));
       for (let i = 0; i < seqlenQ; i++) {
-        const { probabilities: p, dropScale } = rowProbabilities(problem, b, h, i);
+        const row = rowProbabilities(problem, b, h, i);
+        const { probabilities: p, dropScale, capGrad } = row;
         const rowBase = ((b * headsQ + h) * seqlenQ + i) * d;
         // dP = dO vᵀ (times the dropout scale); D = Σ_j P dP = dO · O.
         let rowDot = 0;
@@ -172,13 +213,16 @@ export function referenceBackward(
             for (let c = 0; c < d; c++) dv[vBase + c] += weight * dout[rowBase + c];
           }
         }
+        // The sink: d lse / d sink = its probability, and D = dO · O as for every row.
+        if (dsinks) dsinks[h] -= row.sinkProbability * rowDot;
         for (let j = 0; j < seqlenK; j++) {
           const ds = p[j] * (dp[j] - rowDot);
           if (ds === 0) continue;
           const kBase = ((b * headsKv + kvHead) * seqlenK + j) * d;
+          const dx = ds * capGrad[j]; // through the softcap to scale q·k
           for (let c = 0; c < d; c++) {
-            dq[rowBase + c] += scale * ds * k[kBase + c];
-            dk[kBase + c] += scale * ds * q[rowBase + c];
+            dq[rowBase + c] += scale * dx * k[kBase + c];
+            dk[kBase + c] += scale * dx * q[rowBase + c];
           }
           if (dbias && strides) {
             dbias[b * strides[0] + h * strides[1] + i * strides[2] + j * strides[3]] += ds;
@@ -187,5 +231,8 @@ export function referenceBackward(
       }
     }
   }
-  return dbias ? { dq, dk, dv, dbias } : { dq, dk, dv };
+  const result: ReferenceBackward = { dq, dk, dv };
+  if (dbias) result.dbias = dbias;
+  if (dsinks) result.dsinks = dsinks;
+  return result;
 }

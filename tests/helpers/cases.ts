@@ -39,6 +39,14 @@ export interface CaseConfig {
   dropoutOffset?: number;
   /** Standard deviation of q (default 1): larger values give peaked softmax rows. */
   qStd?: number;
+  /** Sliding window [left, right], -1 = unbounded. */
+  window?: [number, number];
+  /** Logit softcap > 0. */
+  softcap?: number;
+  /** Random sink logits N(mean, 1) per query head; `negInfHead0` sets head 0's to -inf. */
+  sinks?: { mean: number; negInfHead0?: boolean };
+  /** ALiBi slopes, uniform in [0, 0.5): one per head ("heads", [Hq]) or per (b, h) ([B, Hq]). */
+  alibi?: "heads" | "batch";
   /** Seed of the data. */
   seed: number;
 }
@@ -76,6 +84,29 @@ export function randomConfigs(count: number, seed: number, maxMacs: number): Cas
   return configs;
 }
 
+/**
+ * Seeded random configurations with the score features (window, softcap, sinks, ALiBi) on
+ * top of {@link randomConfigs}' space: each feature independently, so every combination
+ * with causal, bias, dropout, GQA and both dtypes comes up.
+ */
+export function randomFeatureConfigs(count: number, seed: number, maxMacs: number): CaseConfig[] {
+  const rng = new Rng(seed);
+  return randomConfigs(count, seed + 1, maxMacs).map((c) => {
+    const f: CaseConfig = { ...c };
+    if (rng.uniform() < 0.5) {
+      const left = rng.pick([-1, 0, 3, 17]);
+      const right = c.causal ? rng.pick([-1, 0]) : rng.pick([-1, 0, 2, 9]);
+      f.window = [left, right];
+    }
+    if (rng.uniform() < 0.5) f.softcap = rng.pick([0.5, 2, 30]);
+    if (rng.uniform() < 0.5) {
+      f.sinks = { mean: rng.pick([-2, 0, 2]), negInfHead0: rng.uniform() < 0.3 };
+    }
+    if (rng.uniform() < 0.5) f.alibi = rng.pick(["heads", "batch"] as const);
+    return f;
+  });
+}
+
 /** A readable one-line description, used in test names. */
 export function describeCase(c: CaseConfig): string {
   const parts = [
@@ -100,6 +131,10 @@ export function describeCase(c: CaseConfig): string {
     if (c.dropoutOffset !== undefined) parts.push(`doff=${c.dropoutOffset}`);
   }
   if (c.qStd !== undefined) parts.push(`qstd=${c.qStd}`);
+  if (c.window) parts.push(`window=${c.window.join(",")}`);
+  if (c.softcap !== undefined) parts.push(`softcap=${c.softcap}`);
+  if (c.sinks) parts.push(`sinks~${c.sinks.mean}${c.sinks.negInfHead0 ? "(h0:-inf)" : ""}`);
+  if (c.alibi) parts.push(`alibi:${c.alibi === "heads" ? "[Hq]" : "[B,Hq]"}`);
   parts.push(`seed=${c.seed}`);
   return parts.join(" ");
 }
@@ -117,6 +152,11 @@ export interface CaseData {
   /** Random upstream gradient for the backward, quantized to dtype. */
   dout: Float32Array;
   keep?: Uint8Array;
+  /** float32 sink logits [Hq]. */
+  sinks?: Float32Array;
+  /** float32 ALiBi slopes, [Hq] or [B, Hq] (`alibiShape`). */
+  alibiSlopes?: Float32Array;
+  alibiShape?: number[];
   problem: OracleProblem;
 }
 
@@ -165,6 +205,18 @@ export function makeCase(c: CaseConfig): CaseData {
       c.dropout,
     );
   }
+  // Drawn after everything else, so cases without these features keep their data.
+  let sinks: Float32Array | undefined;
+  if (c.sinks) {
+    sinks = Float32Array.from(rng.normalArray(c.Hq), (x) => x + c.sinks!.mean);
+    if (c.sinks.negInfHead0) sinks[0] = -Infinity;
+  }
+  let alibiSlopes: Float32Array | undefined, alibiShape: number[] | undefined;
+  if (c.alibi) {
+    alibiShape = c.alibi === "heads" ? [c.Hq] : [c.B, c.Hq];
+    const n = alibiShape.reduce((a, b) => a * b, 1);
+    alibiSlopes = Float32Array.from({ length: n }, () => 0.5 * rng.uniform());
+  }
   const problem: OracleProblem = {
     batch: c.B,
     headsQ: c.Hq,
@@ -180,8 +232,26 @@ export function makeCase(c: CaseConfig): CaseData {
     bias: biasFull,
     keep,
     dropoutP: keep ? c.dropout : undefined,
+    window: c.window,
+    softcap: c.softcap,
+    sinks: sinks && toF64(sinks),
+    alibiSlopes: alibiSlopes && toF64(alibiSlopes),
   };
-  return { config: c, qShape, kvShape, q, k, v, bias, dout, keep, problem };
+  return {
+    config: c,
+    qShape,
+    kvShape,
+    q,
+    k,
+    v,
+    bias,
+    dout,
+    keep,
+    sinks,
+    alibiSlopes,
+    alibiShape,
+    problem,
+  };
 }
 
 /** Library tensors of a case on `device`. Dispose with disposeAll. */
@@ -191,6 +261,8 @@ export interface CaseTensors {
   v: Tensor;
   dout: Tensor;
   bias?: Tensor;
+  sinks?: Tensor;
+  alibiSlopes?: Tensor;
 }
 
 /** Uploads a case's data. */
@@ -208,7 +280,23 @@ export function caseTensors(data: CaseData, device: Device = Device.cpu()): Case
       device,
     });
   }
+  if (data.sinks) {
+    t.sinks = Tensor.fromArray(data.sinks, [data.config.Hq], { dtype: "float32", device });
+  }
+  if (data.alibiSlopes && data.alibiShape) {
+    t.alibiSlopes = Tensor.fromArray(data.alibiSlopes, data.alibiShape, {
+      dtype: "float32",
+      device,
+    });
+  }
   return t;
+}
+
+/** The tensor options of a case's uploaded data: bias, sinks and ALiBi slopes. */
+export function caseTensorOptions(
+  t: CaseTensors,
+): { bias?: Tensor; sinks?: Tensor; alibiSlopes?: Tensor } {
+  return { bias: t.bias, sinks: t.sinks, alibiSlopes: t.alibiSlopes };
 }
 
 /** The attention options of a case (without out/lse/bias tensors). */
@@ -216,6 +304,8 @@ export interface CaseOptions {
   causal?: boolean;
   scale?: number;
   dropout?: { p: number; seed: bigint; offset: number };
+  window?: [number, number];
+  softcap?: number;
 }
 
 /** Options matching the case's oracle problem. */
@@ -226,6 +316,8 @@ export function caseOptions(c: CaseConfig): CaseOptions {
   if (c.dropout !== undefined) {
     o.dropout = { p: c.dropout, seed: c.dropoutSeed ?? 0n, offset: c.dropoutOffset ?? 0 };
   }
+  if (c.window) o.window = c.window;
+  if (c.softcap !== undefined) o.softcap = c.softcap;
   return o;
 }
 

@@ -27,6 +27,17 @@ export interface OracleProblem {
   keep?: Uint8Array;
   /** Dropout probability used for the 1 / (1 - p) scaling of kept entries. */
   dropoutP?: number;
+  /**
+   * Sliding window [left, right], -1 = unbounded: row i sees key j iff
+   * i + Sk - Sq - left <= j <= i + Sk - Sq + right (on top of `causal`).
+   */
+  window?: readonly [number, number];
+  /** Logit softcap c > 0: x = c * tanh(scale * q.k / c), before bias and ALiBi. */
+  softcap?: number;
+  /** One sink logit per query head [Hq]: joins each row's denominator, carries no value. */
+  sinks?: Float64Array;
+  /** ALiBi slopes, [Hq] or [B * Hq]: adds -slope * |i + Sk - Sq - j| after bias. */
+  alibiSlopes?: Float64Array;
 }
 
 /**
@@ -38,6 +49,16 @@ export interface OracleForward {
   out: Float64Array;
   lse: Float64Array;
   outMag: Float64Array;
+}
+
+/** Whether row i sees key j: causal and the window, both relative to the diagonal i + Sk - Sq. */
+export function oracleVisible(p: OracleProblem, i: number, j: number): boolean {
+  const diagonal = i + p.seqK - p.seqQ;
+  if (p.causal && j > diagonal) return false;
+  const [left, right] = p.window ?? [-1, -1];
+  if (left >= 0 && j < diagonal - left) return false;
+  if (right >= 0 && j > diagonal + right) return false;
+  return true;
 }
 
 /**
@@ -54,7 +75,16 @@ export interface OracleGrads {
   dkMag: Float64Array;
   dvMag: Float64Array;
   dbiasMag: Float64Array;
+  /** Gradient of the sinks [Hq] (zeros without sinks) and its magnitude. */
+  dsinks: Float64Array;
+  dsinksMag: Float64Array;
 }
+
+/**
+ * Floor of the softcap derivative in the gradient magnitudes: (u + 1e-4) * 1e-3 >= 5e-7 for
+ * u >= 2^-11, above the float32 error of 1 - t^2.
+ */
+const CAP_GRAD_FLOOR = 1e-3;
 
 interface RowScores {
   /** Softmax probabilities before dropout; all 0 for a row that sees no key. */
@@ -62,6 +92,10 @@ interface RowScores {
   /** Dropout multiplier per key: keep / (1 - p), or 1 without dropout. */
   dropMul: Float64Array;
   lse: number;
+  /** d(capped score)/d(scale * q.k) per key: 1 - tanh^2 with a softcap, else 1. */
+  capGrad: Float64Array;
+  /** The sink's share of the row's denominator, exp(sink - lse); 0 without a sink. */
+  sinkProb: number;
 }
 
 function checkProblem(p: OracleProblem): void {
@@ -75,6 +109,10 @@ function checkProblem(p: OracleProblem): void {
     if (p.keep.length !== B * Hq * Sq * Sk) throw new Error("oracle: keep length");
     if (p.dropoutP === undefined) throw new Error("oracle: keep without dropoutP");
   }
+  if (p.sinks && p.sinks.length !== Hq) throw new Error("oracle: sinks length");
+  if (p.alibiSlopes && p.alibiSlopes.length !== Hq && p.alibiSlopes.length !== B * Hq) {
+    throw new Error("oracle: alibiSlopes length");
+  }
 }
 
 /** Scores, softmax and dropout multipliers of one query row, written out directly. */
@@ -85,14 +123,24 @@ function rowScores(p: OracleProblem, b: number, h: number, i: number): RowScores
   const qBase = ((b * Hq + h) * Sq + i) * D;
   const rowBase = ((b * Hq + h) * Sq + i) * Sk;
   const s = new Float64Array(Sk);
-  let m = -Infinity;
+  const capGrad = new Float64Array(Sk).fill(1);
+  const slopes = p.alibiSlopes;
+  const slope = slopes ? slopes[slopes.length === Hq ? h : b * Hq + h] : 0;
+  const sink = p.sinks ? p.sinks[h] : -Infinity;
+  let m = sink;
   for (let j = 0; j < Sk; j++) {
     const kBase = ((b * Hkv + kvh) * Sk + j) * D;
     let dot = 0;
     for (let d = 0; d < D; d++) dot += p.q[qBase + d] * p.k[kBase + d];
     let x = scale * dot;
+    if (p.softcap) {
+      const t = Math.tanh(x / p.softcap);
+      x = p.softcap * t;
+      capGrad[j] = 1 - t * t;
+    }
     if (p.bias) x += p.bias[rowBase + j];
-    if (p.causal && j > i + Sk - Sq) x = -Infinity;
+    if (slopes) x -= slope * Math.abs(i + Sk - Sq - j);
+    if (!oracleVisible(p, i, j)) x = -Infinity;
     s[j] = x;
     if (x > m) m = x;
   }
@@ -102,15 +150,16 @@ function rowScores(p: OracleProblem, b: number, h: number, i: number): RowScores
     const inv = 1 / (1 - (p.dropoutP as number));
     for (let j = 0; j < Sk; j++) dropMul[j] = p.keep[rowBase + j] ? inv : 0;
   }
-  if (m === -Infinity) return { probs, dropMul, lse: -Infinity };
-  let sum = 0;
+  if (m === -Infinity) return { probs, dropMul, lse: -Infinity, capGrad, sinkProb: 0 };
+  let sum = sink === -Infinity ? 0 : Math.exp(sink - m);
   for (let j = 0; j < Sk; j++) {
     const e = s[j] === -Infinity ? 0 : Math.exp(s[j] - m);
     probs[j] = e;
     sum += e;
   }
   for (let j = 0; j < Sk; j++) probs[j] /= sum;
-  return { probs, dropMul, lse: m + Math.log(sum) };
+  const lse = m + Math.log(sum);
+  return { probs, dropMul, lse, capGrad, sinkProb: sink === -Infinity ? 0 : Math.exp(sink - lse) };
 }
 
 /** out = softmax(scale q k^T + bias, masked) [dropout] v; lse = logsumexp of the scores. */
@@ -146,7 +195,8 @@ export function oracleForward(p: OracleProblem): OracleForward {
  * Exact gradients of L = sum(out * dout).
  *
  * dS_ij = P_ij (dP_ij - delta_i) with dP_ij = drop_ij (dO_i . v_j) and
- * delta_i = sum_j P_ij dP_ij (= dO_i . O_i). When `outForDelta` is given, delta_i is taken as
+ * delta_i = sum_j P_ij dP_ij (= dO_i . O_i); dbias = dS, while dq and dk take dS times the
+ * softcap's derivative. dsinks_h = -sum_i sinkProb_i delta_i. When `outForDelta` is given, delta_i is taken as
  * dO_i . outForDelta_i instead: that is the out tensor the library's backward receives (rounded
  * to the storage dtype), the same quantity the API contract feeds the backend.
  */
@@ -167,6 +217,8 @@ export function oracleBackward(
   const dkMag = new Float64Array(p.k.length);
   const dvMag = new Float64Array(p.v.length);
   const dbiasMag = new Float64Array(B * Hq * Sq * Sk);
+  const dsinks = new Float64Array(Hq);
+  const dsinksMag = new Float64Array(Hq);
   const dP = new Float64Array(Sk);
   const dPMag = new Float64Array(Sk);
   for (let b = 0; b < B; b++) {
@@ -198,6 +250,8 @@ export function oracleBackward(
             deltaMag += Math.abs(dout[qBase + d] * outForDelta[qBase + d]);
           }
         }
+        dsinks[h] -= row.sinkProb * delta;
+        dsinksMag[h] += row.sinkProb * deltaMag;
         for (let j = 0; j < Sk; j++) {
           const pij = row.probs[j];
           if (pij === 0) continue;
@@ -211,17 +265,23 @@ export function oracleBackward(
           const dsMag = pij * (dPMag[j] + deltaMag);
           dbias[rowBase + j] = ds;
           dbiasMag[rowBase + j] = dsMag;
+          // An implementation evaluates the softcap's derivative in float32 from the capped
+          // score, 1 - t^2 (common/score.h), with an absolute error of a few 1e-7 that is not
+          // proportional to it (cancellation as |t| -> 1); the magnitude carries that as a
+          // floor of CAP_GRAD_FLOOR on the derivative (values stay exact).
+          const dx = ds * row.capGrad[j];
+          const dxMag = dsMag * (p.softcap ? row.capGrad[j] + CAP_GRAD_FLOOR : 1);
           for (let d = 0; d < D; d++) {
-            dq[qBase + d] += scale * ds * p.k[kBase + d];
-            dk[kBase + d] += scale * ds * p.q[qBase + d];
-            dqMag[qBase + d] += scale * dsMag * Math.abs(p.k[kBase + d]);
-            dkMag[kBase + d] += scale * dsMag * Math.abs(p.q[qBase + d]);
+            dq[qBase + d] += scale * dx * p.k[kBase + d];
+            dk[kBase + d] += scale * dx * p.q[qBase + d];
+            dqMag[qBase + d] += scale * dxMag * Math.abs(p.k[kBase + d]);
+            dkMag[kBase + d] += scale * dxMag * Math.abs(p.q[qBase + d]);
           }
         }
       }
     }
   }
-  return { dq, dk, dv, dbias, dqMag, dkMag, dvMag, dbiasMag };
+  return { dq, dk, dv, dbias, dqMag, dkMag, dvMag, dbiasMag, dsinks, dsinksMag };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 # One device call: GPU tests, sanitizer passes, the seed table and the PyTorch peers, logs
 # under $OUT. Run from the repo root on the GPU machine, with .device carried (deno.xz and,
 # optionally, a prebuilt .device/build/libflashattn.so):
-#   bash bench/device_run.sh [tests|sanitize|seed|peers|all]...
+#   bash bench/device_run.sh [tests|sanitize|seed|peers|features|all]...
+# features (not part of all: FlexAttention compiles take minutes) times the score-feature
+# rows, ours then the peers; FEATURE_ROWS=window,softcap,sinks,alibi picks the groups.
 set -uo pipefail
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT" /tmp/bin
@@ -40,5 +42,15 @@ for step in "${@:-all}"; do
       PYTHONUNBUFFERED=1 python3 bench/peers/sdpa_peers.py --ours "$OUT/ours.json" \
         --out-md "$OUT/peers.md" --out-svg "$OUT/peers.svg" > "$OUT/peers.log" 2>&1
       grep -E "worst|Error|error" "$OUT/peers.md" "$OUT/peers.log" | head -12 ;;
+    features)
+      rows="${FEATURE_ROWS:-window,softcap,sinks,alibi}"
+      deno run $flags bench/feature_rows.ts --rows "$rows" --json "$OUT/features_ours.json" \
+        > "$OUT/features_ours.txt" 2>&1
+      echo "feature_rows.ts: exit $?"
+      grep -E " \| (yes|NO) *$|visible fraction" "$OUT/features_ours.txt"
+      PYTHONUNBUFFERED=1 python3 bench/peers/flex_peers.py --rows "$rows" \
+        --ours "$OUT/features_ours.json" --out-md "$OUT/features.md" > "$OUT/features_peers.log" 2>&1
+      echo "flex_peers.py: exit $?"
+      grep -E "\| (yes|no) \|" "$OUT/features.md" | head -20 ;;
   esac
 done

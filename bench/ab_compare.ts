@@ -44,7 +44,9 @@ export function compare(a: Timings, b: Timings, tolerance: number): { md: string
       worst = Math.max(worst, ratio);
       const ok = ratio <= 1 + tolerance ? "yes" : "**no**";
       lines.push(
-        `| ${row} | ${mode} | ${usA.toFixed(1)} | ${usB.toFixed(1)} | ${ratio.toFixed(3)} | ${ok} |`,
+        `| ${row} | ${mode} | ${usA.toFixed(1)} | ${usB.toFixed(1)} | ${
+          ratio.toFixed(3)
+        } | ${ok} |`,
       );
     }
   }

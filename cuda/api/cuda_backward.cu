@@ -8,7 +8,8 @@
 //   2. dbias: zero the fp32 buffer (atomic / partial), or zero dbias itself where the main
 //      kernel will not write every element (a window or causal mask, or nested; direct
 //      mode)
-//   3. preprocess: D = rowsum(dO * O), lse in log2 units, zeroed dQ accumulator
+//   3. preprocess: D = rowsum(dO * O), lse in log2 units, zeroed dQ accumulator; then
+//      the sinks' gradient from them
 //   4. main kernel: dK, dV, (dQ accumulation), dbias
 //   5. dq: convert the accumulator, or (deterministic) the dQ kernel
 //   6. dbias: finish from the buffer
@@ -84,6 +85,12 @@ fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* wor
     } else {
       FA_LAUNCH(bwd_preprocess_kernel<__half>, aux_grid, kAuxThreads, 0, ctx.stream, p);
     }
+    FA_CUDA_CHECK(cudaGetLastError());
+  }
+
+  // 3b. the sinks' gradient, from the preprocess's D and lse.
+  if (p.dsinks != nullptr) {
+    FA_LAUNCH(dsinks_kernel, p.heads_q, kAuxThreads, 0, ctx.stream, p);
     FA_CUDA_CHECK(cudaGetLastError());
   }
 

@@ -161,9 +161,6 @@ fa_status dispatch_check_features(const AttentionParams& ap) {
   if (ap.alibi_slopes != nullptr) {
     return fail(FA_ERR_UNSUPPORTED, "alibi_slopes: not yet computed by the CUDA kernels");
   }
-  if (ap.sinks != nullptr) {
-    return fail(FA_ERR_UNSUPPORTED, "sinks: not yet computed by the CUDA kernels");
-  }
   return FA_OK;
 }
 

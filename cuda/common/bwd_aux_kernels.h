@@ -1,5 +1,6 @@
 // bwd_aux_kernels.h: the small kernels around the backward's main kernel.
 //   bwd_preprocess_kernel  D = rowsum(dO * O), lse in log2 units, zeroes the dQ accumulator
+//   dsinks_kernel          the attention sinks' gradient from D and lse
 //   dq_convert_kernel      dq = scale * dq_accum in the tensors' dtype
 //   dbias_finish_kernel    dbias from the fp32 buffer (atomic) or partial sums (in a fixed
 //                          order), or zeroes dbias (parts the main kernel never writes)
@@ -17,6 +18,33 @@ namespace fa {
 
 constexpr int kAuxThreads = 256;
 constexpr int kAuxRows = kAuxThreads / 8;  // rows per block
+
+// dsinks[h] = -sum over (b, i) of exp(sink_h - lse_i) D_i (the sink's probability times
+// rowsum(dO * O); common/score.h), one block per query head, summed in a fixed order so the
+// result does not depend on scheduling. Runs after the preprocess (lse_log2 and dsum).
+__global__ void __launch_bounds__(kAuxThreads) dsinks_kernel(const __grid_constant__ KernelParams p) {
+  const int h = blockIdx.x;
+  const float sink_log2 = p.sinks[h] * 1.4426950408889634f;
+  float acc = 0.0f;
+  for (int b = 0; b < p.batch; ++b) {
+    const SeqInfo seq(p, b);
+    const int64_t base = b * p.ws_sb + h * p.ws_sh + seq.q_row0;
+    // lse_log2 is +inf for rows that saw nothing and had no sink: their weight is 0.
+    for (int i = threadIdx.x; i < seq.sq; i += kAuxThreads) {
+      acc = fmaf(exp2f(sink_log2 - p.lse_log2[base + i]), p.dsum[base + i], acc);
+    }
+  }
+  __shared__ float warp_sums[kAuxThreads / 32];
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_xor_sync(kFullMask, acc, offset);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0.0f;
+    for (int w = 0; w < kAuxThreads / 32; ++w) total += warp_sums[w];
+    p.dsinks[h] = 0.0f - total;  // +0, not -0, when nothing contributes
+  }
+}
 
 template <typename T>
 __global__ void __launch_bounds__(kAuxThreads)

@@ -61,13 +61,16 @@ struct KernelParams {
 
   float scale = 1.0f;
   // Softmax works in log2 units: p = exp2(x * softmax_scale_log2 - max * ...), where x is
-  // the raw q.k (no bias) or scale * q.k + bias (with bias, then softmax_scale_log2 = log2 e).
+  // the raw q.k, or with natural_scores (bias, softcap or ALiBi on; common/score.h) the
+  // score scale q.k, capped, + bias, + ALiBi, and then softmax_scale_log2 = log2 e.
+  bool natural_scores = false;
   float softmax_scale_log2 = 1.0f;
   float lse_scale = 1.0f;  // lse = max * lse_scale + log(sum)
   // Visibility (common/mask.h): -1 = unbounded; causal is window_right = 0.
   int window_left = -1, window_right = -1;
   // Score features (common/score.h).
   float softcap = 0.0f;                 // 0 = off
+  float softcap_tanh_scale = 0.0f;      // scale / softcap: tanh's argument per unit of q.k
   const float* alibi_slopes = nullptr;  // slope of (b, h) at b * alibi_stride_b + h
   int alibi_stride_b = 0;
   const float* sinks = nullptr;         // [Hq] logits, nullptr = none

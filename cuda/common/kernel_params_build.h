@@ -62,14 +62,16 @@ inline KernelParams make_params(const AttentionParams& ap) {
   p.window_left = ap.window.left >= ap.seqlen_k ? -1 : int(ap.window.left);
   p.window_right = ap.window.right >= ap.seqlen_q ? -1 : int(ap.window.right);
   p.softcap = ap.softcap;
+  p.softcap_tanh_scale = ap.softcap > 0.0f ? ap.scale / ap.softcap : 0.0f;
   p.alibi_slopes = ap.alibi_slopes;
   p.alibi_stride_b = int(ap.alibi_stride_b);
   p.sinks = ap.sinks;
   p.dsinks = ap.dsinks;
   p.has_bias = ap.bias.ptr != nullptr;
   constexpr float kLog2e = 1.4426950408889634f;
-  p.softmax_scale_log2 = p.has_bias ? kLog2e : ap.scale * kLog2e;
-  p.lse_scale = p.has_bias ? 1.0f : ap.scale;
+  p.natural_scores = p.has_bias || ap.softcap > 0.0f || ap.alibi_slopes != nullptr;
+  p.softmax_scale_log2 = p.natural_scores ? kLog2e : ap.scale * kLog2e;
+  p.lse_scale = p.natural_scores ? 1.0f : ap.scale;
   p.has_dropout = ap.dropout_p > 0.0f;
   p.dropout_threshold = dropout_threshold(ap.dropout_p);
   p.dropout_rescale = p.has_dropout ? 1.0f / (1.0f - ap.dropout_p) : 1.0f;

@@ -70,16 +70,30 @@ struct OnlineSoftmax {
 
   // After the last tile: the full row sums, the factor that normalizes the output
   // (0 for a row that saw nothing) and the natural-log log-sum-exp (-inf for such rows).
-  __device__ __forceinline__ void finish(float lse_scale, float extra_scale,
+  // `sink` (natural units, -inf for none) is the head's attention-sink logit: it joins the
+  // denominator and the LSE and carries no value (common/score.h), so a row that saw
+  // nothing gets out = 0 and lse = sink.
+  __device__ __forceinline__ void finish(float lse_scale, float extra_scale, float sink,
                                          float (&out_scale)[MS][2], float (&lse)[MS][2]) {
 #pragma unroll
     for (int s = 0; s < MS; ++s)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float sum = quad_sum(row_sum[s][r]);
-        const bool empty = !(sum > 0.0f);
-        out_scale[s][r] = empty ? 0.0f : extra_scale / sum;
-        lse[s][r] = empty ? -INFINITY : fmaf(row_max[s][r], lse_scale, logf(sum));
+        if (sink == -INFINITY) {
+          const bool empty = !(sum > 0.0f);
+          out_scale[s][r] = empty ? 0.0f : extra_scale / sum;
+          lse[s][r] = empty ? -INFINITY : fmaf(row_max[s][r], lse_scale, logf(sum));
+        } else {
+          // Both terms relative to the larger of the row's max and the sink, so neither
+          // exponent overflows: total = sum e^(m - top) + e^(sink - top).
+          const float m = row_max[s][r] * lse_scale;
+          const float top = fmaxf(m, sink);
+          const float kept = sum > 0.0f ? __expf(m - top) : 0.0f;
+          const float total = fmaf(sum, kept, __expf(sink - top));
+          out_scale[s][r] = extra_scale * kept / total;
+          lse[s][r] = top + logf(total);
+        }
       }
   }
 };

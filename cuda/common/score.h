@@ -31,10 +31,29 @@ FA_HOST_DEVICE float softcap_derivative(float capped, float softcap) {
 
 // ALiBi's additive term for row i, key j: -slope * |i + Sk - Sq - j| (distance to the
 // bottom-right diagonal, so decode rows and prefill rows agree).
-FA_HOST_DEVICE float alibi_term(float slope, int64_t i, int64_t j, int64_t seqlen_q,
-                                int64_t seqlen_k) {
-  const int64_t distance = i + seqlen_k - seqlen_q - j;
+// I: int64_t on the host, int in the kernels (lengths below 2^30).
+template <typename I>
+FA_HOST_DEVICE float alibi_term(float slope, I i, I j, I seqlen_q, I seqlen_k) {
+  const I distance = i + seqlen_k - seqlen_q - j;
   return -slope * float(distance < 0 ? -distance : distance);
 }
+
+// The kernels' form (KernelParams::natural_scores): scores leave Q K^T raw (x = q.k) and the
+// softmax folds the scale into its exp2 multiplier, unless bias, softcap or ALiBi is on;
+// then each score first becomes scale q.k, capped, plus bias, plus ALiBi (this order), and
+// the softmax multiplier is log2 e.
+#if defined(__CUDACC__)
+// tanh on the SFU (tanh.approx.f32, relative error about 2^-11, below fp16's rounding).
+__device__ __forceinline__ float fast_tanh(float x) {
+  float y;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// softcap * tanh(scale q.k / softcap), with tanh_scale = scale / softcap precomputed.
+__device__ __forceinline__ float capped_score(float qk, float tanh_scale, float softcap) {
+  return softcap * fast_tanh(qk * tanh_scale);
+}
+#endif
 
 }  // namespace fa

@@ -156,7 +156,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 
   // ---- epilogue ----
   float out_scale[MS][2], lse[MS][2];
-  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, out_scale, lse);
+  const float sink = p.sinks != nullptr ? p.sinks[h] : -INFINITY;
+  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
 
   const int g = lane >> 2, t = lane & 3;
   __syncwarp();  // this warp's ldmatrix reads of its Q rows are done

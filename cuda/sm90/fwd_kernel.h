@@ -455,7 +455,8 @@ __device__ __forceinline__ void consume(const FwdParams& P,
 
   // ---- epilogue ----
   float out_scale[1][2], lse[1][2];
-  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, out_scale, lse);
+  const float sink = p.sinks != nullptr ? p.sinks[h] : -INFINITY;
+  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
   const int rows_q = seq.sq - m0 < BM ? seq.sq - m0 : BM;
   const int g = lane >> 2, t = lane & 3;
 

@@ -63,7 +63,6 @@ struct KernelParams {
   // Softmax works in log2 units: p = exp2(x * softmax_scale_log2 - max * ...), where x is
   // the raw q.k, or with natural_scores (bias, softcap or ALiBi on; common/score.h) the
   // score scale q.k, capped, + bias, + ALiBi, and then softmax_scale_log2 = log2 e.
-  bool natural_scores = false;
   float softmax_scale_log2 = 1.0f;
   float lse_scale = 1.0f;  // lse = max * lse_scale + log(sum)
   // Visibility (common/mask.h): -1 = unbounded; causal is window_right = 0.
@@ -75,6 +74,7 @@ struct KernelParams {
   int alibi_stride_b = 0;
   const float* sinks = nullptr;         // [Hq] logits, nullptr = none
   float* dsinks = nullptr;              // backward: [Hq]
+  bool natural_scores = false;  // see softmax_scale_log2
   bool has_bias = false;
   bool bias_staged = false;  // bias tiles go through shared memory (see bias.h)
 

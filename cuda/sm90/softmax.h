@@ -1,10 +1,10 @@
-// softmax.h: sm80's online softmax (sm80/softmax.h) with the rescale of O split off.
+// softmax.h: the online softmax (common/online_softmax.h) with the rescale of O split off.
 //
 // In the sm90 main loop the product O += P_{n-1} V_{n-1} is still running on the tensor
 // cores while the softmax of score tile n is computed, so O cannot be rescaled then:
 // update() returns each row's correction factor exp2((old max - new max) * scale), and
 // rescale() applies it once that product has completed. Row state, the -inf guards and
-// finish() (normalizer and LSE) are sm80's, for one 16-row slab per warp.
+// finish() (normalizer, LSE, sink) are the common online softmax's, for one 16-row slab per warp.
 #pragma once
 
 #include <cmath>

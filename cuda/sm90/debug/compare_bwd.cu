@@ -11,8 +11,8 @@
 // (Not sm80/bwd.o: it defines the aux kernels this file instantiates too.)
 //
 // Per case: random inputs, the sm80 forward for out / lse, then the backward sequence of
-// sm80/bwd.cu (preprocess, main kernel, dQ conversion) once with sm80's main kernel and once
-// with sm90's, outputs poisoned with NaN before each. Prints the largest error of dq, dk and
+// cuda/api/cuda_backward.cu (preprocess, main kernel, dQ conversion) once with sm80's main
+// kernel and once with sm90's, outputs poisoned with NaN before each. Prints the largest error of dq, dk and
 // dv relative to max |sm80|, unwritten (NaN) elements and the first bad element; then
 // median timings of the two main kernels. Exits non-zero when a case fails.
 #include <algorithm>

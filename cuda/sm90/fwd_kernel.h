@@ -334,8 +334,8 @@ __device__ __forceinline__ void consume(const FwdParams& P,
   // Score features: the slope is loaded once per block; the softmax's multiplier and the
   // LSE's scale follow the scores' unit (read where used: hoisting the plain kernels' reads
   // changes their code).
-  const ScoreMods mods =
-      kScoreMods ? ScoreMods(p, kBias, b, h, seq.sq, seq.sk) : ScoreMods();
+  const ScoreMods mods = kScoreMods ? ScoreMods(p, kBias, seq.sq, seq.sk) : ScoreMods();
+  const float alibi_step = kScoreMods ? mods.alibi_step(p, b, h) : 0.0f;
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
 
   if (n_tiles > 0) {
@@ -389,7 +389,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       }
       if constexpr (kScoreMods) {
         if (mods.alibi) {
-          add_alibi<kPermuted>(s[0], row0, col0, mods.alibi_shift, mods.alibi_step, lane);
+          add_alibi<kPermuted>(s[0], row0, col0, mods.alibi_shift, alibi_step, lane);
         }
       }
       if (!seq.range(p).tile_fully_visible(m0 + group_row, 64, col0, BN)) {

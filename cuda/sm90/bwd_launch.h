@@ -31,8 +31,9 @@ fa_status launch_bwd_variant(const BwdParams& params, const LaunchContext& ctx, 
 // kernel adds pairs with red.global.add.v2.f32), or operands the TMA cannot address. sm80
 // then runs it.
 // kScoreMods: the score-feature kernels (softcap or ALiBi on; the caller picks the
-// configuration by it).
-template <class Cfg, bool kScoreMods>
+// configuration by it). kWithDropout false: no dropout kernel is built and dropout cases are
+// declined (takes_backward excludes them already).
+template <class Cfg, bool kScoreMods, bool kWithDropout = true>
 fa_status launch_bwd(const KernelParams& p, const LaunchContext& ctx, bool* launched) {
   *launched = false;
   if (Cfg::kSmemBytes > ctx.max_smem_optin) return FA_OK;
@@ -68,8 +69,12 @@ fa_status launch_bwd(const KernelParams& p, const LaunchContext& ctx, bool* laun
     if (!ok[i]) return FA_OK;
   }
 
-  return p.has_dropout ? launch_bwd_variant<Cfg, true, kScoreMods>(params, ctx, launched)
-                       : launch_bwd_variant<Cfg, false, kScoreMods>(params, ctx, launched);
+  if constexpr (kWithDropout) {
+    if (p.has_dropout) return launch_bwd_variant<Cfg, true, kScoreMods>(params, ctx, launched);
+  } else if (p.has_dropout) {
+    return FA_OK;
+  }
+  return launch_bwd_variant<Cfg, false, kScoreMods>(params, ctx, launched);
 }
 
 }  // namespace sm90

@@ -1,5 +1,6 @@
 // fwd_scores.h: what happens to a consumer warp's score tile between Q K^T and the softmax
-// (staged bias, masks) and after it (dropout), in the two key orders of the sm90 forward.
+// (staged bias, ALiBi, masks; the cap is score_mods.h's) and after it (dropout), in the two
+// key orders of the sm90 forward.
 //
 // A consumer warp's S tile is sm80's float[NS][4]: element [n][2r + e] of lane (g, t) is
 // query row g + 8r of the warp and tile column ("slot") 8n + 2t + e, which is row

@@ -620,7 +620,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     if (warp == 0) produce_bwd<Cfg>(params, sm, seq, steps, b, hk, n0, lane);
   } else {
     claim_registers<Cfg::kConsumerRegs>();
-    consume_bwd<Cfg, kDropout, kScoreMods>(p, sm, seq, steps, b, hk, n0, warpgroup - 1, warp, lane);
+    consume_bwd<Cfg, kDropout, kScoreMods>(p, sm, seq, steps, b, hk, n0, warpgroup - 1, warp,
+                                           lane);
   }
 #endif
 }

@@ -28,7 +28,7 @@
 //     that each lane draws the Philox groups of its own scores.
 //   - Score-feature kernels (kScoreMods: softcap and / or ALiBi, each a run-time uniform
 //     branch inside them) cap the scores right after Q K^T and add ALiBi after the bias, in
-//     the scores' units (fwd_scores.h ScoreMods); the other kernels carry none of it.
+//     the scores' units (score_mods.h); the other kernels carry none of it.
 // Head dims below the bucket D are zero-filled by the TMA and masked on store.
 #pragma once
 
@@ -475,7 +475,8 @@ __device__ __forceinline__ void consume(const FwdParams& P,
   // ---- epilogue ----
   float out_scale[1][2], lse[1][2];
   const float sink = p.sinks != nullptr ? p.sinks[h] : -INFINITY;
-  softmax.finish(kScoreMods ? mods.unit : p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
+  softmax.finish(kScoreMods ? mods.unit : p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink,
+                 out_scale, lse);
   const int rows_q = seq.sq - m0 < BM ? seq.sq - m0 : BM;
   const int g = lane >> 2, t = lane & 3;
 
@@ -566,8 +567,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   } else {
     claim_registers<Cfg::kConsumerRegs>();
     const int lane = threadIdx.x & 31, warp = (threadIdx.x / 32) & 3;
-    consume<Cfg, kDropout, kBias, kScoreMods>(params, sm, seq, b, h, m0, n_last, n_tiles, warpgroup - 1,
-                                  warp, lane);
+    consume<Cfg, kDropout, kBias, kScoreMods>(params, sm, seq, b, h, m0, n_last, n_tiles,
+                                              warpgroup - 1, warp, lane);
   }
 #endif
 }

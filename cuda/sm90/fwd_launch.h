@@ -92,11 +92,13 @@ fa_status launch_fwd(const KernelParams& p, const LaunchContext& ctx, bool* laun
   // no trace of them.
   const bool mods = p.softcap > 0.0f || p.alibi_slopes != nullptr;
   if (mods) {
-    return p.has_dropout ? launch_variant<Cfg, true, kBias, true>(params, smem_bytes, ctx, launched)
-                         : launch_variant<Cfg, false, kBias, true>(params, smem_bytes, ctx, launched);
+    return p.has_dropout
+               ? launch_variant<Cfg, true, kBias, true>(params, smem_bytes, ctx, launched)
+               : launch_variant<Cfg, false, kBias, true>(params, smem_bytes, ctx, launched);
   }
-  return p.has_dropout ? launch_variant<Cfg, true, kBias, false>(params, smem_bytes, ctx, launched)
-                       : launch_variant<Cfg, false, kBias, false>(params, smem_bytes, ctx, launched);
+  return p.has_dropout
+             ? launch_variant<Cfg, true, kBias, false>(params, smem_bytes, ctx, launched)
+             : launch_variant<Cfg, false, kBias, false>(params, smem_bytes, ctx, launched);
 }
 
 }  // namespace sm90

@@ -14,7 +14,7 @@
 #include "common/fragments.h"
 #include "common/mask.h"
 #include "common/ptx.h"
-#include "sm90/score_mods.h"
+#include "sm90/softmax.h"
 
 namespace fa {
 namespace sm90 {
@@ -55,7 +55,7 @@ __device__ __forceinline__ void mask_scores_t(float (&s)[NS][4], int key0, int q
 }
 
 // ---------------------------------------------------------------------------------------
-// Score features (kScoreMods kernels; score_mods.h: the scores' units).
+// Score features (kScoreMods kernels; softmax.h: the scores' units).
 
 // ALiBi adds step |query + shift - key| (in units) to s[n][2r + e], key key0 + g + 8r,
 // query q0 + 8n + 2t + e: this is the lane's query + shift - key for n = e = 0. The distance

@@ -28,7 +28,7 @@
 //     that each lane draws the Philox groups of its own scores.
 //   - Score-feature kernels (kScoreMods: softcap and / or ALiBi, each a run-time uniform
 //     branch inside them) cap the scores right after Q K^T and add ALiBi after the bias, in
-//     the scores' units (score_mods.h); the other kernels carry none of it.
+//     the scores' units (softmax.h); the other kernels carry none of it.
 // Head dims below the bucket D are zero-filled by the TMA and masked on store.
 #pragma once
 

@@ -1,5 +1,5 @@
 // fwd_scores.h: what happens to a consumer warp's score tile between Q K^T and the softmax
-// (staged bias, ALiBi, masks; the cap is score_mods.h's) and after it (dropout), in the two
+// (staged bias, ALiBi, masks; the cap is softmax.h's) and after it (dropout), in the two
 // key orders of the sm90 forward.
 //
 // A consumer warp's S tile is sm80's float[NS][4]: element [n][2r + e] of lane (g, t) is
@@ -30,7 +30,7 @@
 #include "flashattn.h"
 #include "common/fragments.h"
 #include "common/mask.h"
-#include "sm90/score_mods.h"
+#include "sm90/softmax.h"
 
 namespace fa {
 namespace sm90 {
@@ -90,7 +90,7 @@ __device__ __forceinline__ void mask_tile(float (&s)[NS][4], int row0, int col0,
 }
 
 // ---------------------------------------------------------------------------------------
-// ALiBi of the forward's orientation (score_mods.h: the scores' units).
+// ALiBi of the forward's orientation (softmax.h: the scores' units).
 
 // y += step |i + shift - j|, for query row i = row0 + g + 8r and each element's key j
 // (row0, col0 as in mask_tile). The distance is formed in float from the row's int part

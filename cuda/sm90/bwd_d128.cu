@@ -13,8 +13,15 @@ using BwdD128 = BwdConfig<T, 128, 64, 2, false>;
 
 fa_status launch_bwd_d128(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                           bool* launched) {
-  return bf16 ? launch_bwd<BwdD128<__nv_bfloat16>>(p, ctx, launched)
-              : launch_bwd<BwdD128<__half>>(p, ctx, launched);
+  // Softcap and ALiBi: the score-feature kernels, without dropout (with it they spill 28
+  // bytes: P^T's early A fragments next to dK and dV; sm80 takes those cases, cases.cu).
+  const bool mods = p.softcap > 0.0f || p.alibi_slopes != nullptr;
+  if (mods) {
+    return bf16 ? launch_bwd<BwdD128<__nv_bfloat16>, true, false>(p, ctx, launched)
+                : launch_bwd<BwdD128<__half>, true, false>(p, ctx, launched);
+  }
+  return bf16 ? launch_bwd<BwdD128<__nv_bfloat16>, false>(p, ctx, launched)
+              : launch_bwd<BwdD128<__half>, false>(p, ctx, launched);
 }
 
 }  // namespace sm90

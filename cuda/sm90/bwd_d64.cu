@@ -10,10 +10,20 @@ namespace sm90 {
 template <typename T>
 using BwdD64 = BwdConfig<T, 64, 128, 2, true>;
 
+// Softcap and ALiBi (score-feature kernels, bwd_kernel.h): BM = 64, which leaves room for the
+// NS * 2 registers of P^T's early A fragments (bwd_scores.h probs_t_mods); at BM = 128 they
+// spill 160-264 bytes. dQ is split by columns as in BwdD128.
+template <typename T>
+using BwdD64Mods = BwdConfig<T, 64, 64, 2, false>;
+
 fa_status launch_bwd_d64(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                          bool* launched) {
-  return bf16 ? launch_bwd<BwdD64<__nv_bfloat16>>(p, ctx, launched)
-              : launch_bwd<BwdD64<__half>>(p, ctx, launched);
+  if (p.softcap > 0.0f || p.alibi_slopes != nullptr) {
+    return bf16 ? launch_bwd<BwdD64Mods<__nv_bfloat16>, true>(p, ctx, launched)
+                : launch_bwd<BwdD64Mods<__half>, true>(p, ctx, launched);
+  }
+  return bf16 ? launch_bwd<BwdD64<__nv_bfloat16>, false>(p, ctx, launched)
+              : launch_bwd<BwdD64<__half>, false>(p, ctx, launched);
 }
 
 }  // namespace sm90

@@ -295,7 +295,7 @@ __device__ __forceinline__ void produce_bwd(const BwdParams& P, const BwdSmem<Cf
 
 // ---------------------------------------------------------------------------------------
 // A consumer warpgroup: `cw` is its index (0, 1), `warp` the warp inside it.
-template <class Cfg, bool kDropout>
+template <class Cfg, bool kDropout, bool kScoreMods>
 __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem<Cfg>& sm,
                                             const SeqInfo& seq, const BwdSteps& steps, int b,
                                             int hk, int n0, int cw, int warp, int lane) {
@@ -334,6 +334,8 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
     const uint64_t kt_desc =
         mn_major_descriptor(sm.k + (dq_col0 / 64) * BN * 128 + (dq_col0 % 64) * 2, BN);
     const float scale_log2 = p.softmax_scale_log2;
+    // Score features (kScoreMods): softcap and ALiBi, each a uniform run-time branch.
+    const ScoreMods mods = kScoreMods ? ScoreMods(p, false, seq.sq, seq.sk) : ScoreMods();
 
     // dQ of step `of` = dS K: waits until both warpgroups' halves of that step's dS^T are
     // in shared memory, then issues this warpgroup's 64 x kDqN tile (one group, not waited
@@ -419,6 +421,9 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
       // ---- P^T (while dP^T is on the tensor cores) ----
       wgmma_wait<1>();
       pin(s);
+      if constexpr (kScoreMods) {
+        if (mods.capped) cap_scores(s, mods.tanh_scale);  // before the mask: -inf stays
+      }
       if (!seq.range(p).tile_fully_visible(m0, BM, key0, 16)) {
         mask_scores_t<NS>(s, key0, m0, seq.range(p), lane);
       }
@@ -426,23 +431,49 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
         named_barrier_sync<kStatsThreads>(stats_full_barrier<Cfg>(slot.stage));  // lse, D
       }
       const uint32_t lse_lane = sm.lse(slot.stage) + 8 * t;  // column 2t of each n8 tile
-#pragma unroll
-      for (int n = 0; n < NS; ++n) {
-        const uint2 l = lds64(lse_lane + 32 * n);
-        const float lse[2] = {__uint_as_float(l.x), __uint_as_float(l.y)};
-#pragma unroll
-        for (int i = 0; i < 4; ++i) s[n][i] = ex2(fmaf(s[n][i], scale_log2, -lse[i & 1]));
-      }
       constexpr int kKeepWords = (4 * NS + 31) / 32;
       uint32_t keep[kKeepWords];
-      if constexpr (kDropout) {
-        const DropoutRng rng{p.seed, p.offset,
-                                   uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h),
-                                   p.dropout_threshold};
-        dropout_keep_t<NS>(rng, key0, m0, lane, keep);
+      uint32_t pa[PK][4];  // Pd^T as A fragments (16-bit)
+      if constexpr (kScoreMods) {
+        // The keep bits first: probs_t_mods packs Pd^T right away (bwd_scores.h).
+        if constexpr (kDropout) {
+          const DropoutRng rng{p.seed, p.offset,
+                               uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h),
+                               p.dropout_threshold};
+          dropout_keep_t<NS>(rng, key0, m0, lane, keep);
+        }
+        const float mods_log2 = mods.softmax_scale_log2();
+        const float alibi_step = mods.alibi_step(p, b, h);
+        const int shift = mods.alibi_shift;
+        const float rescale = p.dropout_rescale;
+        if (mods.capped && mods.alibi) {
+          probs_t_mods<T, true, true, kDropout>(s, pa, lse_lane, mods_log2, alibi_step, key0,
+                                                m0, shift, keep, rescale, lane);
+        } else if (mods.capped) {
+          probs_t_mods<T, true, false, kDropout>(s, pa, lse_lane, mods_log2, alibi_step, key0,
+                                                 m0, shift, keep, rescale, lane);
+        } else {
+          probs_t_mods<T, false, true, kDropout>(s, pa, lse_lane, mods_log2, alibi_step, key0,
+                                                 m0, shift, keep, rescale, lane);
+        }
+      } else {
+#pragma unroll
+        for (int n = 0; n < NS; ++n) {
+          const uint2 l = lds64(lse_lane + 32 * n);
+          const float lse[2] = {__uint_as_float(l.x), __uint_as_float(l.y)};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) s[n][i] = ex2(fmaf(s[n][i], scale_log2, -lse[i & 1]));
+        }
+        if constexpr (kDropout) {
+          const DropoutRng rng{p.seed, p.offset,
+                               uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h),
+                               p.dropout_threshold};
+          dropout_keep_t<NS>(rng, key0, m0, lane, keep);
+        }
       }
 
       // ---- dS^T = P^T (dP^T Z / (1-p) - D); P^T becomes Pd^T = P^T Z / (1-p) ----
+      // (kScoreMods: s is P^T (1 - t^2) and Pd^T is packed already.)
       wgmma_wait<0>();
       pin(dp);
       const uint32_t dsum_lane = sm.dsum(slot.stage) + 8 * t;
@@ -457,17 +488,17 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
           if constexpr (kDropout) {
             const bool kept = (keep[(4 * n + i) / 32] >> ((4 * n + i) % 32)) & 1u;
             dpv = kept ? dpv * p.dropout_rescale : 0.0f;
-            s[n][i] = kept ? pv * p.dropout_rescale : 0.0f;
+            if constexpr (!kScoreMods) s[n][i] = kept ? pv * p.dropout_rescale : 0.0f;
           }
           dp[n][i] = pv * (dpv - dsum[i & 1]);
         }
       }
 
       // ---- A fragments (16-bit) of Pd^T and dS^T; dS^T into shared memory ----
-      uint32_t pa[PK][4], da[PK][4];
+      uint32_t da[PK][4];
 #pragma unroll
       for (int kk = 0; kk < PK; ++kk) {
-        acc_to_a<T>(pa[kk], s, kk);
+        if constexpr (!kScoreMods) acc_to_a<T>(pa[kk], s, kk);
         acc_to_a<T>(da[kk], dp, kk);
       }
       // dS^T tile: [query block][BN key rows][64 queries], rows 128 bytes, swizzled. This
@@ -553,8 +584,9 @@ __device__ __forceinline__ void consume_bwd(const KernelParams& p, const BwdSmem
   }
 }
 
-// kDropout is the one compile-time feature flag (as in sm80 and the sm90 forward).
-template <class Cfg, bool kDropout>
+// Compile-time features: dropout and the score features (softcap, ALiBi: their own kernels,
+// so that the others carry no trace of them).
+template <class Cfg, bool kDropout, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     bwd_kernel(const __grid_constant__ BwdParams params) {
 #if FA_SM90_BWD_DEVICE_PASS
@@ -588,7 +620,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     if (warp == 0) produce_bwd<Cfg>(params, sm, seq, steps, b, hk, n0, lane);
   } else {
     claim_registers<Cfg::kConsumerRegs>();
-    consume_bwd<Cfg, kDropout>(p, sm, seq, steps, b, hk, n0, warpgroup - 1, warp, lane);
+    consume_bwd<Cfg, kDropout, kScoreMods>(p, sm, seq, steps, b, hk, n0, warpgroup - 1, warp,
+                                           lane);
   }
 #endif
 }

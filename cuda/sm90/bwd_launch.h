@@ -12,11 +12,28 @@
 namespace fa {
 namespace sm90 {
 
+// Raises one kernel's shared-memory limit and launches it.
+template <class Cfg, bool kDropout, bool kScoreMods>
+fa_status launch_bwd_variant(const BwdParams& params, const LaunchContext& ctx, bool* launched) {
+  constexpr auto kernel = bwd_kernel<Cfg, kDropout, kScoreMods>;
+  if (const fa_status s = ensure_smem<kernel>(ctx.device, Cfg::kSmemBytes)) return s;
+  *launched = true;
+  const KernelParams& p = params.p;
+  const dim3 grid = BwdScheduler::grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
+  if (empty_grid(grid)) return FA_OK;
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, ctx.stream>>>(params);
+  FA_CUDA_CHECK(cudaGetLastError());
+  return FA_OK;
+}
+
 // *launched is false (and the status FA_OK) where this configuration cannot run the case:
 // too little shared memory, another head-dim bucket, no 8-byte aligned dQ accumulator (the
 // kernel adds pairs with red.global.add.v2.f32), or operands the TMA cannot address. sm80
 // then runs it.
-template <class Cfg>
+// kScoreMods: the score-feature kernels (softcap or ALiBi on; the caller picks the
+// configuration by it). kWithDropout false: no dropout kernel is built and dropout cases are
+// declined (takes_backward excludes them already).
+template <class Cfg, bool kScoreMods, bool kWithDropout = true>
 fa_status launch_bwd(const KernelParams& p, const LaunchContext& ctx, bool* launched) {
   *launched = false;
   if (Cfg::kSmemBytes > ctx.max_smem_optin) return FA_OK;
@@ -52,17 +69,12 @@ fa_status launch_bwd(const KernelParams& p, const LaunchContext& ctx, bool* laun
     if (!ok[i]) return FA_OK;
   }
 
-  const auto kernel = p.has_dropout ? bwd_kernel<Cfg, true> : bwd_kernel<Cfg, false>;
-  const fa_status s =
-      p.has_dropout ? ensure_smem<bwd_kernel<Cfg, true>>(ctx.device, Cfg::kSmemBytes)
-                    : ensure_smem<bwd_kernel<Cfg, false>>(ctx.device, Cfg::kSmemBytes);
-  if (s != FA_OK) return s;
-  *launched = true;
-  const dim3 grid = BwdScheduler::grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
-  if (empty_grid(grid)) return FA_OK;
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, ctx.stream>>>(params);
-  FA_CUDA_CHECK(cudaGetLastError());
-  return FA_OK;
+  if constexpr (kWithDropout) {
+    if (p.has_dropout) return launch_bwd_variant<Cfg, true, kScoreMods>(params, ctx, launched);
+  } else if (p.has_dropout) {
+    return FA_OK;
+  }
+  return launch_bwd_variant<Cfg, false, kScoreMods>(params, ctx, launched);
 }
 
 }  // namespace sm90

@@ -13,6 +13,8 @@
 #include "common/dropout.h"
 #include "common/fragments.h"
 #include "common/mask.h"
+#include "common/ptx.h"
+#include "sm90/softmax.h"
 
 namespace fa {
 namespace sm90 {
@@ -49,6 +51,60 @@ __device__ __forceinline__ void mask_scores_t(float (&s)[NS][4], int key0, int q
 #pragma unroll
       for (int e = 0; e < 2; ++e)
         if (8 * n + e >= end) s[n][2 * r + e] = -INFINITY;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Score features (kScoreMods kernels; softmax.h: the scores' units).
+
+// ALiBi adds step |query + shift - key| (in units) to s[n][2r + e], key key0 + g + 8r,
+// query q0 + 8n + 2t + e: this is the lane's query + shift - key for n = e = 0. The distance
+// is formed in float from it and the element's constant offset 8n + e: exact below 2^24
+// keys, as score.h's float().
+__device__ __forceinline__ float alibi_base_t(int key0, int q0, int shift, int r, int lane) {
+  return float(q0 + 2 * (lane & 3) + shift - key0 - (lane >> 2) - 8 * r);
+}
+
+// P^T of the score-feature kernels from the masked scores y (capped or not, in units), with
+// what the plain kernels do only once dP^T is in: ALiBi is added, P^T = exp2(y scale_log2 -
+// lse), P^T (times the dropout factor Z / (1-p)) is packed at once into the A fragments
+// `pa` of dV += Pd^T dO, and s keeps P^T (1 - t^2), t = the capped score (softcap's chain
+// rule for dS^T = s (dP^T Z / (1-p) - D); P^T alone without softcap). Packing early holds
+// pa's NS * 2 registers while dP^T runs, instead of 1 - t^2's NS * 4 until dS^T.
+// 1 - t^2 is clamped at 0: masked scores (y = -inf) give -inf there, and P^T = 0 times
+// -inf would be NaN. keep: dropout_keep_t's bits (kDropout only).
+template <typename T, bool kCapped, bool kAlibi, bool kDropout, int NS>
+__device__ __forceinline__ void probs_t_mods(float (&s)[NS][4], uint32_t (&pa)[NS / 2][4],
+                                             uint32_t lse_lane, float scale_log2,
+                                             float alibi_step, int key0, int q0, int shift,
+                                             const uint32_t* keep, float rescale, int lane) {
+  float base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) base[r] = alibi_base_t(key0, q0, shift, r, lane);
+#pragma unroll
+  for (int n = 0; n < NS; ++n) {
+    const uint2 l = lds64(lse_lane + 32 * n);
+    const float lse[2] = {__uint_as_float(l.x), __uint_as_float(l.y)};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float pd[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int i = 2 * r + e;
+        float y = s[n][i];
+        const float deriv = kCapped ? fmaxf(fmaf(-y, y, 1.0f), 0.0f) : 1.0f;
+        if constexpr (kAlibi) y = fmaf(fabsf(base[r] + float(8 * n + e)), alibi_step, y);
+        const float pv = ex2(fmaf(y, scale_log2, -lse[e]));
+        pd[e] = pv;
+        if constexpr (kDropout) {
+          const bool kept = (keep[(4 * n + i) / 32] >> ((4 * n + i) % 32)) & 1u;
+          pd[e] = kept ? pv * rescale : 0.0f;
+        }
+        s[n][i] = kCapped ? pv * deriv : pv;
+      }
+      // acc_to_a's layout: pa[kk] = {(2kk, r 0), (2kk, r 1), (2kk + 1, r 0), (2kk + 1, r 1)}.
+      pa[n / 2][(n % 2) * 2 + r] = pack2<T>(pd[0], pd[1]);
+    }
   }
 }
 

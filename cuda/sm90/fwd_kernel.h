@@ -26,6 +26,9 @@
 //     bias, 1 of an fp32 one); the consumers add it to S right after Q K^T (fwd_scores.h).
 //   - Dropout kernels (kDropout) load K and V in the permuted key order of fwd_scores.h, so
 //     that each lane draws the Philox groups of its own scores.
+//   - Score-feature kernels (kScoreMods: softcap and / or ALiBi, each a run-time uniform
+//     branch inside them) cap the scores right after Q K^T and add ALiBi after the bias, in
+//     the scores' units (softmax.h); the other kernels carry none of it.
 // Head dims below the bucket D are zero-filled by the TMA and masked on store.
 #pragma once
 
@@ -309,7 +312,7 @@ __device__ __forceinline__ void produce(const FwdParams& P, const FwdSmem<Cfg, k
 
 // A consumer warpgroup: attention of its 64 query rows over all key tiles, then the
 // epilogue. `cw` is the consumer index (0 or 1), `warp` the warp within the group.
-template <class Cfg, bool kDropout, bool kBias>
+template <class Cfg, bool kDropout, bool kBias, bool kScoreMods>
 __device__ __forceinline__ void consume(const FwdParams& P,
                                         const FwdSmem<Cfg, kBias>& sm,
                                         const SeqInfo& seq, int b, int h, int m0, int n_last, int n_tiles,
@@ -328,6 +331,11 @@ __device__ __forceinline__ void consume(const FwdParams& P,
   float o[1][DS][4];  // sm80 warp-tile shapes (one 16-row slab), for the sm80 helpers
   zero(o);
   DeferredSoftmax softmax;
+  // Score features: the slope is loaded once per block; the softmax's multiplier and the
+  // LSE's scale follow the scores' unit (read where used: hoisting the plain kernels' reads
+  // changes their code).
+  const ScoreMods mods = kScoreMods ? ScoreMods(p, kBias, seq.sq, seq.sk) : ScoreMods();
+  const float alibi_step = kScoreMods ? mods.alibi_step(p, b, h) : 0.0f;
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
 
   if (n_tiles > 0) {
@@ -363,21 +371,32 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       __syncwarp();
       if (lane == 0) mbar_arrive(empty);
     };
-    // Bias, mask, softmax and dropout of visited tile i (P stays in s until packed).
+    // Softcap, bias, ALiBi, mask, softmax and dropout of visited tile i (P stays in s until
+    // packed).
     auto softmax_tile = [&](int i) {
       const int col0 = (n_last - 1 - i) * BN;
+      if constexpr (kScoreMods) {
+        if (mods.capped) cap_scores(s[0], mods.tanh_scale);
+      }
       if constexpr (kBias) {
         const int shift = P.bias_stage_shift;
         const BiasSlot slot(i, shift);
         mbar_wait(sm.b_full(slot.stage), slot.parity);
         add_staged_bias<kPermuted, BM>(s[0], p.bias.dtype, sm.bias(slot.stage, shift),
-                                       tile_row, P.bias_row_step, p.scale, lane);
+                                       tile_row, P.bias_row_step,
+                                       kScoreMods ? mods.unit_qk : p.scale, lane);
         release(sm.b_empty(slot.stage));
+      }
+      if constexpr (kScoreMods) {
+        if (mods.alibi) {
+          add_alibi<kPermuted>(s[0], row0, col0, mods.alibi_shift, alibi_step, lane);
+        }
       }
       if (!seq.range(p).tile_fully_visible(m0 + group_row, 64, col0, BN)) {
         mask_tile<kPermuted>(s[0], row0, col0, seq.range(p), lane);
       }
-      softmax.update(s[0], p.softmax_scale_log2, correction);
+      softmax.update(s[0], kScoreMods ? mods.softmax_scale_log2() : p.softmax_scale_log2,
+                     correction);
       if constexpr (kDropout) {
         dropout_permuted(s[0], P.keys, p.offset, batch_head, P.threshold2, row0, col0, lane);
       }
@@ -456,7 +475,8 @@ __device__ __forceinline__ void consume(const FwdParams& P,
   // ---- epilogue ----
   float out_scale[1][2], lse[1][2];
   const float sink = p.sinks != nullptr ? p.sinks[h] : -INFINITY;
-  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
+  softmax.finish(kScoreMods ? mods.unit : p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink,
+                 out_scale, lse);
   const int rows_q = seq.sq - m0 < BM ? seq.sq - m0 : BM;
   const int g = lane >> 2, t = lane & 3;
 
@@ -495,8 +515,8 @@ __device__ __forceinline__ void consume(const FwdParams& P,
 }
 
 // Compile-time features: dropout (without it the kernel carries no Philox code and loads K
-// and V in key order) and the staged bias.
-template <class Cfg, bool kDropout, bool kBias>
+// and V in key order), the staged bias and the score features (softcap, ALiBi).
+template <class Cfg, bool kDropout, bool kBias, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams params) {
 #if FA_SM90_DEVICE_PASS
@@ -547,8 +567,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   } else {
     claim_registers<Cfg::kConsumerRegs>();
     const int lane = threadIdx.x & 31, warp = (threadIdx.x / 32) & 3;
-    consume<Cfg, kDropout, kBias>(params, sm, seq, b, h, m0, n_last, n_tiles, warpgroup - 1,
-                                  warp, lane);
+    consume<Cfg, kDropout, kBias, kScoreMods>(params, sm, seq, b, h, m0, n_last, n_tiles,
+                                              warpgroup - 1, warp, lane);
   }
 #endif
 }

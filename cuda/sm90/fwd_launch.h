@@ -13,6 +13,21 @@ namespace sm90 {
 // Keys one bias box brings (128 bytes of them).
 inline int bias_box_keys(int dtype) { return dtype == FA_FLOAT32 ? 32 : 64; }
 
+// Raises one kernel's shared-memory limit and launches it.
+template <class Cfg, bool kDropout, bool kBias, bool kScoreMods>
+fa_status launch_variant(const FwdParams& params, int smem_bytes, const LaunchContext& ctx,
+                         bool* launched) {
+  constexpr auto kernel = fwd_kernel<Cfg, kDropout, kBias, kScoreMods>;
+  if (const fa_status s = ensure_smem<kernel>(ctx.device, smem_bytes)) return s;
+  *launched = true;
+  const KernelParams& p = params.p;
+  const dim3 grid = FwdScheduler::grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
+  if (empty_grid(grid)) return FA_OK;
+  kernel<<<grid, Cfg::kThreads, smem_bytes, ctx.stream>>>(params);
+  FA_CUDA_CHECK(cudaGetLastError());
+  return FA_OK;
+}
+
 // *launched is false (and the status FA_OK) where this configuration cannot run the case:
 // too little shared memory, or operands the TMA cannot address. kBias must be p.has_bias
 // (the caller picks the configuration by it).
@@ -73,18 +88,17 @@ fa_status launch_fwd(const KernelParams& p, const LaunchContext& ctx, bool* laun
     params.bias_batch_step = bc.batch ? 0 : 1;
   }
 
-  const auto kernel =
-      p.has_dropout ? fwd_kernel<Cfg, true, kBias> : fwd_kernel<Cfg, false, kBias>;
-  const fa_status s =
-      p.has_dropout ? ensure_smem<fwd_kernel<Cfg, true, kBias>>(ctx.device, smem_bytes)
-                    : ensure_smem<fwd_kernel<Cfg, false, kBias>>(ctx.device, smem_bytes);
-  if (s != FA_OK) return s;
-  *launched = true;
-  const dim3 grid = FwdScheduler::grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
-  if (empty_grid(grid)) return FA_OK;
-  kernel<<<grid, Cfg::kThreads, smem_bytes, ctx.stream>>>(params);
-  FA_CUDA_CHECK(cudaGetLastError());
-  return FA_OK;
+  // Softcap and ALiBi run in kernels of their own (fwd_kernel.h), so that the others carry
+  // no trace of them.
+  const bool mods = p.softcap > 0.0f || p.alibi_slopes != nullptr;
+  if (mods) {
+    return p.has_dropout
+               ? launch_variant<Cfg, true, kBias, true>(params, smem_bytes, ctx, launched)
+               : launch_variant<Cfg, false, kBias, true>(params, smem_bytes, ctx, launched);
+  }
+  return p.has_dropout
+             ? launch_variant<Cfg, true, kBias, false>(params, smem_bytes, ctx, launched)
+             : launch_variant<Cfg, false, kBias, false>(params, smem_bytes, ctx, launched);
 }
 
 }  // namespace sm90

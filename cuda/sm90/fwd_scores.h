@@ -1,5 +1,6 @@
 // fwd_scores.h: what happens to a consumer warp's score tile between Q K^T and the softmax
-// (staged bias, masks) and after it (dropout), in the two key orders of the sm90 forward.
+// (staged bias, ALiBi, masks; the cap is softmax.h's) and after it (dropout), in the two
+// key orders of the sm90 forward.
 //
 // A consumer warp's S tile is sm80's float[NS][4]: element [n][2r + e] of lane (g, t) is
 // query row g + 8r of the warp and tile column ("slot") 8n + 2t + e, which is row
@@ -29,6 +30,7 @@
 #include "flashattn.h"
 #include "common/fragments.h"
 #include "common/mask.h"
+#include "sm90/softmax.h"
 
 namespace fa {
 namespace sm90 {
@@ -88,8 +90,33 @@ __device__ __forceinline__ void mask_tile(float (&s)[NS][4], int row0, int col0,
 }
 
 // ---------------------------------------------------------------------------------------
-// Staged bias: s = s * scale + bias. `stage` is the tile in shared memory, `warp_row` the
-// warp's first row in it, row_step 0 for a bias broadcast over query rows (one row staged).
+// ALiBi of the forward's orientation (softmax.h: the scores' units).
+
+// y += step |i + shift - j|, for query row i = row0 + g + 8r and each element's key j
+// (row0, col0 as in mask_tile). The distance is formed in float from the row's int part
+// and the element's constant key offset: exact below 2^24 keys, as score.h's float().
+template <bool kPermuted, int NS>
+__device__ __forceinline__ void add_alibi(float (&s)[NS][4], int row0, int col0, int shift,
+                                          float step, int lane) {
+  const int g = lane >> 2;
+  const int lane_col = col0 + lane_key<kPermuted>(lane);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float base = float(row0 + g + 8 * r + shift - lane_col);
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& y = s[n][2 * r + e];
+        y = fmaf(fabsf(base - float(element_key<kPermuted>(n, e))), step, y);
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Staged bias: s = s * scale + bias (scale: the scores' unit, ScoreMods). `stage` is the
+// tile in shared memory, `warp_row` the warp's first row in it,
+// row_step 0 for a bias broadcast over query rows (one row staged).
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"

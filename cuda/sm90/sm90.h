@@ -17,7 +17,8 @@ namespace sm90 {
 bool takes_forward(const KernelParams& p);
 
 // Backward main kernel (dK, dV, dQ accumulation): head-dim buckets 64 and 128, no bias or
-// dbias, the atomic (non-deterministic) dQ accumulation, some query and key rows.
+// dbias, the atomic (non-deterministic) dQ accumulation, some query and key rows; softcap
+// and ALiBi, but not together with dropout at head dim 128.
 bool takes_backward(const KernelParams& p);
 
 // Forward per head-dim bucket (both dtypes), in fwd_d{64,128,256}.cu.

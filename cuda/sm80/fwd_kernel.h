@@ -7,8 +7,9 @@
 //     V_n is loaded while S = Q K_n^T is computed, K_{n-1} while softmax and O += P V_n run.
 //     Key blocks are visited last to first, so the masked ones (key tail, causal diagonal)
 //     come first; blocks outside the window (common/mask.h key_blocks) are never visited.
-//   - S stays in registers: bias, masks, online softmax (exp2 with the scale folded in),
-//     dropout, then its accumulators are repacked as the A operand of P V.
+//   - S stays in registers: the natural scores' transform (scale, softcap, bias, ALiBi;
+//     score_transform.h) when on, masks, online softmax (exp2 with the scale folded in
+//     otherwise), dropout, then its accumulators are repacked as the A operand of P V.
 //   - Epilogue: O / l through the warp's own rows of the Q tile in shared memory, 16-byte
 //     predicated stores; lse = max * scale + log(l) (natural log), -inf for empty rows.
 // Head dims below the bucket D are zero-filled on load and masked on store.
@@ -22,6 +23,7 @@
 #include "common/tile_scheduler.h"
 #include "sm80/bias.h"
 #include "sm80/masking.h"
+#include "sm80/score_transform.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
@@ -51,9 +53,12 @@ struct FwdConfig {
   // A staged bias tile (bias.h) adds kBM * kBN * element size after V.
 };
 
-// kDropout is the one compile-time feature flag: without it the kernel carries no Philox
-// code (fewer live registers).
-template <class Cfg, bool kDropout>
+// Two compile-time feature flags, each keeping its code (and live registers) out of the
+// kernels without it, which sit at the 255-register cap: kDropout (Philox) and kScoreMods
+// (softcap or ALiBi, has_score_mods(p); the softcap and the ALiBi inside it are runtime
+// flags). Compiled into the other kernels, even behind runtime branches, these made the
+// plain d128 kernel spill on sm_90a (412 bytes).
+template <class Cfg, bool kDropout, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     fwd_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -104,6 +109,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
   const DropoutRng rng{p.seed, p.offset, batch_head, p.dropout_threshold};
 
+  const float slope = kScoreMods ? alibi_slope(p, b, h) : 0.0f;
+
   auto load_bias = [&](int n) {
     load_bias_tile_async<BM, BN, Cfg::kThreads>(sB, p.bias, b, h, m0, n * BN, rows_q, seq.sk,
                                                 tid);
@@ -128,10 +135,19 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         acc_s, q_lane, k_lane);
 
     const int row0 = m0 + warp_row, col0 = n * BN;
-    if (p.bias_staged) {
-      add_staged_bias<BN>(acc_s, sB, p.bias.dtype, warp_row, p.scale, lane);
+    auto add_tile_bias = [&](auto& s, auto pre) {
+      if (p.bias_staged) {
+        add_staged_bias<BN>(s, sB, p.bias.dtype, warp_row, pre, lane);
+      } else {
+        add_bias(s, p.bias, b, h, row0, col0, seq.sq, seq.sk, pre, lane);
+      }
+    };
+    if constexpr (kScoreMods) {
+      Softcap cap{p.softcap_tanh_scale, p.softcap};
+      score_transform(acc_s, p, p.softcap > 0.0f, cap, add_tile_bias, slope, row0, col0,
+                      seq.sq, seq.sk, lane);
     } else if (p.has_bias) {
-      add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
+      add_tile_bias(acc_s, ScaleBy{p.scale});
     }
     if (!seq.range(p).tile_fully_visible(m0, BM, col0, BN)) {
       mask_scores(acc_s, row0, col0, seq.range(p), lane);

@@ -18,10 +18,15 @@
 namespace fa {
 namespace sm80 {
 
-// `pre` of the plain kernels: x * scale (+ bias, one FFMA).
+// A `pre` transforms the element pair (2r, 2r + 1) of n8 tile n of slab si in place, just
+// before its bias is added. The plain kernels' pre: x * scale (with the bias, one FFMA).
 struct ScaleBy {
   float scale;
-  __device__ __forceinline__ float operator()(float x) const { return x * scale; }
+  template <int MS, int NS>
+  __device__ __forceinline__ void operator()(float (&s)[MS][NS][4], int si, int n, int r) const {
+    s[si][n][2 * r] *= scale;
+    s[si][n][2 * r + 1] *= scale;
+  }
 };
 
 template <typename B>
@@ -49,7 +54,7 @@ __device__ __forceinline__ float2 load_bias2(const B* p) {
 
 template <typename B, int MS, int NS, class Pre>
 __device__ __forceinline__ void add_bias_typed(float (&s)[MS][NS][4], const B* base, int64_t sr,
-                                               int row0, int col0, int sq, int sk, Pre pre,
+                                               int row0, int col0, int sq, int sk, Pre&& pre,
                                                bool pairs, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -70,8 +75,9 @@ __device__ __forceinline__ void add_bias_typed(float (&s)[MS][NS][4], const B* b
           bv.x = c < limit ? load_bias(rp + c) : 0.0f;
           bv.y = c + 1 < limit ? load_bias(rp + c + 1) : 0.0f;
         }
-        s[si][n][2 * r] = pre(s[si][n][2 * r]) + bv.x;
-        s[si][n][2 * r + 1] = pre(s[si][n][2 * r + 1]) + bv.y;
+        pre(s, si, n, r);
+        s[si][n][2 * r] += bv.x;
+        s[si][n][2 * r + 1] += bv.y;
       }
     }
   }
@@ -81,7 +87,7 @@ __device__ __forceinline__ void add_bias_typed(float (&s)[MS][NS][4], const B* b
 // `col0`, local to the sequence); out-of-range elements get bias 0 (they are masked).
 template <int MS, int NS, class Pre>
 __device__ __forceinline__ void add_bias(float (&s)[MS][NS][4], const BiasView& bias, int b,
-                                         int h, int row0, int col0, int sq, int sk, Pre pre,
+                                         int h, int row0, int col0, int sq, int sk, Pre&& pre,
                                          int lane) {
   const int64_t off = int64_t(b) * bias.sb + int64_t(h) * bias.sh;
   switch (bias.dtype) {
@@ -151,7 +157,7 @@ __device__ __forceinline__ void load_bias_tile_async(uint32_t dst, const BiasVie
 
 template <typename B, int BN, int MS, int NS, class Pre>
 __device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uint32_t tile,
-                                                      int warp_row, int warp_col, Pre pre,
+                                                      int warp_row, int warp_col, Pre&& pre,
                                                       int lane) {
   const int g = lane >> 2, t = lane & 3;
   constexpr int kSize = int(sizeof(B));
@@ -180,8 +186,9 @@ __device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uin
         } else {
           bv = unpack2<B>(lds32(addr));
         }
-        s[si][n][2 * r] = pre(s[si][n][2 * r]) + bv.x;
-        s[si][n][2 * r + 1] = pre(s[si][n][2 * r + 1]) + bv.y;
+        pre(s, si, n, r);
+        s[si][n][2 * r] += bv.x;
+        s[si][n][2 * r + 1] += bv.y;
       }
     }
 }
@@ -190,7 +197,7 @@ __device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uin
 // `warp_col` (a multiple of 8 NS) of the staged tile.
 template <int BN, int MS, int NS, class Pre>
 __device__ __forceinline__ void add_staged_bias(float (&s)[MS][NS][4], uint32_t tile, int dtype,
-                                                int warp_row, Pre pre, int lane,
+                                                int warp_row, Pre&& pre, int lane,
                                                 int warp_col = 0) {
   switch (dtype) {
     case FA_FLOAT32:

@@ -7,13 +7,15 @@
 //   - Per query block i: Q_i and dO_i stream in (cp.async, double-buffered where shared
 //     memory allows), then
 //        S = Q K^T, dP = dO V^T                    (warps 2x4 or 4x2 over BM x BN)
+//        S transformed (score_transform.h) when natural scores are on
 //        P = exp2(S * scale_log2 - lse_log2)       (lse from the forward, +inf = empty row)
 //        Z = dropout keep mask, Pd = P Z / (1-p), dS = P (dP Z / (1-p) - D)
 //        Pd, dS -> shared memory (16-bit)
 //        dV += Pd^T dO, dK += dS^T Q               (warps 4x2 over BN x D)
 //        dQ_accum += dS K                          (warps over BM x D, fp32 red.add)
 //     with D = rowsum(dO * O) from the preprocess kernel.
-//   - dbias: dS in fp32 delivered per dbias.h.
+//   - dbias: dS in fp32 delivered per dbias.h; with a softcap dS is then multiplied by the
+//     tanh derivative for dQ and dK (dbias is the gradient of the score after the cap).
 //   - Epilogue: dK * scale and dV through shared memory, 16-byte predicated stores.
 // Deterministic mode skips the dQ product here (accumulate_dq = false); bwd_dq_kernel.h
 // then computes dQ per query block without atomics.
@@ -27,6 +29,7 @@
 #include "common/dropout.h"
 #include "common/kernel_params.h"
 #include "sm80/masking.h"
+#include "sm80/score_transform.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
@@ -65,9 +68,13 @@ struct BwdConfig {
   static constexpr int kBiasStageBytes = kBM * kBN * 4;
 };
 
-// kStagedBias (p.bias_staged) is a compile-time flag: the staging code costs the plain
-// kernel spills at the 255-register cap (measured 3-5% slower on the H100's plain rows).
-template <class Cfg, bool kStagedBias>
+// Two compile-time flags, each keeping its code out of the kernels without it, at the
+// 255-register cap: kStagedBias (p.bias_staged; its code cost the plain kernel spills,
+// measured 3-5% slower on the H100's plain rows) and kScoreMods (softcap or ALiBi,
+// has_score_mods(p); the two are runtime flags inside it). The softcap keeps each score's
+// tanh derivative from P to dS (SoftcapGrad, 16-32 registers). They do not combine: with
+// score mods a bias is read directly.
+template <class Cfg, bool kStagedBias, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     bwd_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -187,11 +194,20 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     gemm_ss<T, MS_S, NS_S, D / 16, QTile, AOperand::kRowMajor, KTile, BOperand::kNMajor>(
         acc_dp, q_lane_s + stage + QTile::kBytes, k_lane_s + KTile::kBytes);
 
-    if constexpr (kStagedBias) {
-      add_staged_bias<BN>(acc_s, sB0 + (it % Cfg::kStages) * bias_stage, p.bias.dtype,
-                          wm_s * MS_S * 16, p.scale, lane, wn_s * NS_S * 8);
-    } else if (p.has_bias) {
-      add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
+    auto add_tile_bias = [&](auto& s, auto&& pre) {
+      if constexpr (kStagedBias) {
+        add_staged_bias<BN>(s, sB0 + (it % Cfg::kStages) * bias_stage, p.bias.dtype,
+                            wm_s * MS_S * 16, pre, lane, wn_s * NS_S * 8);
+      } else {
+        add_bias(s, p.bias, b, h, row0, col0, seq.sq, seq.sk, pre, lane);
+      }
+    };
+    SoftcapGrad<MS_S, NS_S> softcap{p.softcap_tanh_scale, p.softcap};
+    if constexpr (kScoreMods) {
+      score_transform(acc_s, p, p.softcap > 0.0f, softcap, add_tile_bias, alibi_slope(p, b, h),
+                      row0, col0, seq.sq, seq.sk, lane);
+    } else if (kStagedBias || p.has_bias) {
+      add_tile_bias(acc_s, ScaleBy{p.scale});
     }
     if (!seq.range(p).tile_fully_visible(m0, BM, n0, BN)) {
       mask_scores(acc_s, row0, col0, seq.range(p), lane);
@@ -246,6 +262,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
             }
           }
       }
+    }
+
+    // dS so far is the gradient of the capped score (dbias's); dQ and dK want that of
+    // scale q.k.
+    if constexpr (kScoreMods) {
+      if (p.softcap > 0.0f) softcap.apply(acc_dp);
     }
 
     // ---- Pd and dS to shared memory ----

@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         acc_s, q_lane, k_lane);
 
     const int row0 = m0 + warp_row, col0 = n * BN;
-    auto add_tile_bias = [&](auto& s, auto pre) {
+    auto add_tile_bias = [&](auto& s, auto&& pre) {
       if (p.bias_staged) {
         add_staged_bias<BN>(s, sB, p.bias.dtype, warp_row, pre, lane);
       } else {

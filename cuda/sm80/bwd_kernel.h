@@ -15,7 +15,8 @@
 //        dQ_accum += dS K                          (warps over BM x D, fp32 red.add)
 //     with D = rowsum(dO * O) from the preprocess kernel.
 //   - dbias: dS in fp32 delivered per dbias.h; with a softcap dS is then multiplied by the
-//     tanh derivative for dQ and dK (dbias is the gradient of the score after the cap).
+//     tanh derivative for dQ and dK (dbias is the gradient of the score after the cap;
+//     without dbias and dropout the derivative is folded into dP - D at the cap instead).
 //   - Epilogue: dK * scale and dV through shared memory, 16-byte predicated stores.
 // Deterministic mode skips the dQ product here (accumulate_dq = false); bwd_dq_kernel.h
 // then computes dQ per query block without atomics.
@@ -68,13 +69,26 @@ struct BwdConfig {
   static constexpr int kBiasStageBytes = kBM * kBN * 4;
 };
 
-// Two compile-time flags, each keeping its code out of the kernels without it, at the
-// 255-register cap: kStagedBias (p.bias_staged; its code cost the plain kernel spills,
-// measured 3-5% slower on the H100's plain rows) and kScoreMods (softcap or ALiBi,
-// has_score_mods(p); the two are runtime flags inside it). The softcap keeps each score's
-// tanh derivative from P to dS (SoftcapGrad, 16-32 registers). They do not combine: with
-// score mods a bias is read directly.
-template <class Cfg, bool kStagedBias, bool kScoreMods>
+// How a main kernel computes softcap and ALiBi (score_transform.h), fixed at compile time:
+// each way's code stays out of the kernels of the others, at the 255-register cap.
+enum class BwdMods {
+  kNone,    // neither (bias alone runs here, as before they existed)
+  kFolded,  // ALiBi, softcap folding its derivative into dP - D (SoftcapFold): no dropout
+            // and no dbias with the softcap
+  kKept,    // softcap (on) with dropout or dbias: the derivative is kept from the cap to
+            // dS (SoftcapGrad, 16 registers at d64/d128, 8 at d256)
+};
+
+__host__ __device__ inline BwdMods bwd_mods(const KernelParams& p) {
+  if (!has_score_mods(p)) return BwdMods::kNone;
+  const bool keep = p.softcap > 0.0f && (p.has_dropout || p.dbias_mode != kDbiasNone);
+  return keep ? BwdMods::kKept : BwdMods::kFolded;
+}
+
+// kStagedBias (p.bias_staged) is a compile-time flag too: the staging code costs the plain
+// kernel spills (measured 3-5% slower on the H100's plain rows). With score mods a bias is
+// read directly (no kernel has both, for build time).
+template <class Cfg, bool kStagedBias, BwdMods kMods>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     bwd_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -203,9 +217,17 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       }
     };
     SoftcapGrad<MS_S, NS_S> softcap{p.softcap_tanh_scale, p.softcap};
-    if constexpr (kScoreMods) {
-      score_transform(acc_s, p, p.softcap > 0.0f, softcap, add_tile_bias, alibi_slope(p, b, h),
+    if constexpr (kMods == BwdMods::kKept) {  // the softcap is on
+      score_transform(acc_s, p, true, softcap, add_tile_bias, alibi_slope(p, b, h), row0, col0,
+                      seq.sq, seq.sk, lane);
+    } else if constexpr (kMods == BwdMods::kFolded) {
+      SoftcapFold<MS_S, NS_S> fold{p.softcap_tanh_scale, p.softcap, acc_dp, dsum};
+      score_transform(acc_s, p, p.softcap > 0.0f, fold, add_tile_bias, alibi_slope(p, b, h),
                       row0, col0, seq.sq, seq.sk, lane);
+      if (p.softcap > 0.0f) {
+#pragma unroll
+        for (int s = 0; s < MS_S; ++s) dsum[s][0] = dsum[s][1] = 0.0f;  // in acc_dp already
+      }
     } else if (kStagedBias || p.has_bias) {
       add_tile_bias(acc_s, ScaleBy{p.scale});
     }
@@ -266,9 +288,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
     // dS so far is the gradient of the capped score (dbias's); dQ and dK want that of
     // scale q.k.
-    if constexpr (kScoreMods) {
-      if (p.softcap > 0.0f) softcap.apply(acc_dp);
-    }
+    if constexpr (kMods == BwdMods::kKept) softcap.apply(acc_dp);
 
     // ---- Pd and dS to shared memory ----
 #pragma unroll

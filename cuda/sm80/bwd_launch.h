@@ -37,20 +37,29 @@ fa_status launch_bwd_main(const KernelParams& params, const LaunchContext& ctx) 
   KernelParams p = params;
   int smem = Cfg::kSmemBytes;
   if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
-  const bool mods = has_score_mods(p);
+  const BwdMods mods = bwd_mods(p);
   // Stage the bias through shared memory (one tile per Q/dO stage) where its rows are
   // 16-byte aligned and the device has the room; otherwise, and with score mods (no kernel
   // has both flags), it is read directly.
   const int bias_tiles = Cfg::kStages * Cfg::kBiasStageBytes;
   p.bias_staged =
-      p.has_bias && !mods && p.bias.async16 && smem + bias_tiles <= ctx.max_smem_optin;
+      p.has_bias && mods == BwdMods::kNone && p.bias.async16 && smem + bias_tiles <= ctx.max_smem_optin;
   if (p.bias_staged) smem += bias_tiles;
   const dim3 grid = BwdScheduler::grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
-  if (mods) return launch_bwd_kernel<bwd_kernel<Cfg, false, true>>(p, grid, Cfg::kThreads, smem, ctx);
-  if (p.bias_staged) {
-    return launch_bwd_kernel<bwd_kernel<Cfg, true, false>>(p, grid, Cfg::kThreads, smem, ctx);
+  constexpr int kThreads = Cfg::kThreads;
+  switch (mods) {
+    case BwdMods::kFolded:
+      return launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kFolded>>(p, grid, kThreads, smem,
+                                                                          ctx);
+    case BwdMods::kKept:
+      return launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kKept>>(p, grid, kThreads, smem,
+                                                                        ctx);
+    default:
+      return p.bias_staged ? launch_bwd_kernel<bwd_kernel<Cfg, true, BwdMods::kNone>>(
+                                 p, grid, kThreads, smem, ctx)
+                           : launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kNone>>(
+                                 p, grid, kThreads, smem, ctx);
   }
-  return launch_bwd_kernel<bwd_kernel<Cfg, false, false>>(p, grid, Cfg::kThreads, smem, ctx);
 }
 
 template <class Cfg>

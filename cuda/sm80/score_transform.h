@@ -68,7 +68,27 @@ struct SoftcapGrad {
   }
 };
 
-// Applies a pair transform (bias.h's ScaleBy, Softcap, SoftcapGrad) to a whole tile.
+// The backward's softcap where nothing else needs dS before the derivative (no dbias) and
+// dS is P (dP - D) (no dropout): the derivative goes straight into dP - D, both at hand when
+// the scores are capped, so nothing is kept (SoftcapGrad's registers made the d128 main
+// kernel spill 184 bytes on sm_80, this 12). The caller then takes D as 0.
+template <int MS, int NS>
+struct SoftcapFold {
+  float tanh_scale, softcap;
+  float (&dp)[MS][NS][4];     // dP, becomes (dP - D) (1 - t^2)
+  const float (&dsum)[MS][2];  // D of the slab rows
+
+  __device__ __forceinline__ void operator()(float (&s)[MS][NS][4], int si, int n, int r) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float t = fast_tanh(s[si][n][2 * r + e] * tanh_scale);
+      s[si][n][2 * r + e] = softcap * t;
+      dp[si][n][2 * r + e] = (dp[si][n][2 * r + e] - dsum[si][r]) * fmaf(-t, t, 1.0f);
+    }
+  }
+};
+
+// Applies a pair transform (bias.h's ScaleBy, Softcap, SoftcapGrad, SoftcapFold) to a tile.
 template <int MS, int NS, class Pre>
 __device__ __forceinline__ void transform_all(float (&s)[MS][NS][4], Pre& pre) {
 #pragma unroll
@@ -101,8 +121,7 @@ __device__ __forceinline__ void add_alibi(float (&s)[MS][NS][4], float slope,
 }
 
 // The transform itself, for p.natural_scores (the caller checks it). `softcap`: whether
-// p.softcap > 0, a compile-time constant where the kernel has a softcap flag; `cap`: Softcap
-// or SoftcapGrad; `add_bias(s, pre)`: the kernel's bias.h call (staged or direct), s =
+// p.softcap > 0; `cap`: Softcap, SoftcapGrad or SoftcapFold; `add_bias(s, pre)`: the kernel's bias.h call (staged or direct), s =
 // pre(s) + bias; `slope`: this (batch, head)'s ALiBi slope, used when p.alibi_slopes is set.
 // The scale or the cap rides on the bias pass where there is a bias: one pass over the tile,
 // a bias alone costing one FFMA per element as before, and no bias values live next to a

@@ -4,9 +4,9 @@
 // D = rowsum(dO * O), and walks the key blocks this query block sees (last to first, causal
 // blocks past the diagonal skipped), recomputing S = Q K^T (transformed per
 // score_transform.h with natural scores) and dP = dO V^T, then dS = P (dP Z / (1-p) - D)
-// (times the softcap's tanh derivative) in registers, whose accumulators are directly the A operand of
-// dQ += dS K. Each dQ element is summed by one thread in a fixed order, so the result is
-// bitwise repeatable. Costs two extra products (S and dP) over the atomic path.
+// (times the softcap's tanh derivative) in registers, whose accumulators are directly the
+// A operand of dQ += dS K. Each dQ element is summed by one thread in a fixed order, so the
+// result is bitwise repeatable. Costs two extra products (S and dP) over the atomic path.
 #pragma once
 
 #include "common/mask.h"

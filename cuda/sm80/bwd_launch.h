@@ -42,8 +42,8 @@ fa_status launch_bwd_main(const KernelParams& params, const LaunchContext& ctx) 
   // 16-byte aligned and the device has the room; otherwise, and with score mods (no kernel
   // has both flags), it is read directly.
   const int bias_tiles = Cfg::kStages * Cfg::kBiasStageBytes;
-  p.bias_staged =
-      p.has_bias && mods == BwdMods::kNone && p.bias.async16 && smem + bias_tiles <= ctx.max_smem_optin;
+  p.bias_staged = p.has_bias && mods == BwdMods::kNone && p.bias.async16 &&
+                  smem + bias_tiles <= ctx.max_smem_optin;
   if (p.bias_staged) smem += bias_tiles;
   const dim3 grid = BwdScheduler::grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
   constexpr int kThreads = Cfg::kThreads;

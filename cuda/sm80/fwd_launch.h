@@ -15,9 +15,8 @@ namespace sm80 {
 template <class Cfg, bool kDropout, bool kScoreMods>
 fa_status launch_fwd_kernel(const KernelParams& p, int smem, int smem_max,
                             const LaunchContext& ctx) {
-  if (const fa_status s = ensure_smem<fwd_kernel<Cfg, kDropout, kScoreMods>>(ctx.device, smem_max)) {
-    return s;
-  }
+  const fa_status s = ensure_smem<fwd_kernel<Cfg, kDropout, kScoreMods>>(ctx.device, smem_max);
+  if (s != FA_OK) return s;
   const dim3 grid = FwdScheduler::grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
   if (empty_grid(grid)) return FA_OK;
   auto kernel = fwd_kernel<Cfg, kDropout, kScoreMods>;

@@ -121,12 +121,12 @@ __device__ __forceinline__ void add_alibi(float (&s)[MS][NS][4], float slope,
 }
 
 // The transform itself, for p.natural_scores (the caller checks it). `softcap`: whether
-// p.softcap > 0; `cap`: Softcap, SoftcapGrad or SoftcapFold; `add_bias(s, pre)`: the kernel's bias.h call (staged or direct), s =
-// pre(s) + bias; `slope`: this (batch, head)'s ALiBi slope, used when p.alibi_slopes is set.
-// The scale or the cap rides on the bias pass where there is a bias: one pass over the tile,
-// a bias alone costing one FFMA per element as before, and no bias values live next to a
-// whole tile of capped scores (a separate cap pass cost the forward d128 kernel 200 bytes
-// of spills, the backward's 84).
+// p.softcap > 0; `cap`: Softcap, SoftcapGrad or SoftcapFold; `add_bias(s, pre)`: the
+// kernel's bias.h call (staged or direct), s = pre(s) + bias; `slope`: this (batch, head)'s
+// ALiBi slope, used when p.alibi_slopes is set. The scale or the cap rides on the bias pass
+// where there is a bias: one pass over the tile, a bias alone costing one FFMA per element
+// as before, and no bias values live next to a whole tile of capped scores (a separate cap
+// pass cost the forward d128 kernel 200 bytes of spills, the backward's 84).
 template <int MS, int NS, class Cap, class AddBias>
 __device__ __forceinline__ void score_transform(float (&s)[MS][NS][4], const KernelParams& p,
                                                 bool softcap, Cap& cap, AddBias&& add_bias,

@@ -41,12 +41,16 @@ using BwdScheduler = StaticTileScheduler<false>;
 
 // WM_S: warps along the query rows for S/dP; WN_KV: warps along the keys for dK/dV;
 // WM_Q: warps along the query rows for dQ. The other dimension gets 8 / that.
-template <typename T_, int D_, int BM_, int BN_, int WM_S_, int WN_KV_, int WM_Q_, int STAGES_>
+// FOLD_SOFTCAP: a separate kernel for the softcap without dropout and dbias (BwdMods), where
+// the one score-mods kernel spills.
+template <typename T_, int D_, int BM_, int BN_, int WM_S_, int WN_KV_, int WM_Q_, int STAGES_,
+          bool FOLD_SOFTCAP_ = false>
 struct BwdConfig {
   using T = T_;
   static constexpr int kD = D_, kBM = BM_, kBN = BN_;
   static constexpr int kWarps = 8, kThreads = 256;
   static constexpr int kStages = STAGES_;  // Q/dO buffers
+  static constexpr bool kFoldSoftcap = FOLD_SOFTCAP_;
   static constexpr int kWM_S = WM_S_, kWN_S = kWarps / WM_S_;
   static constexpr int kWN_KV = WN_KV_, kWD_KV = kWarps / WN_KV_;
   static constexpr int kWM_Q = WM_Q_, kWD_Q = kWarps / WM_Q_;
@@ -73,14 +77,17 @@ struct BwdConfig {
 // each way's code stays out of the kernels of the others, at the 255-register cap.
 enum class BwdMods {
   kNone,    // neither (bias alone runs here, as before they existed)
-  kFolded,  // ALiBi, softcap folding its derivative into dP - D (SoftcapFold): no dropout
-            // and no dbias with the softcap
-  kKept,    // softcap (on) with dropout or dbias: the derivative is kept from the cap to
-            // dS (SoftcapGrad, 16 registers at d64/d128, 8 at d256)
+  kKept,    // softcap and ALiBi; the softcap's derivative is kept from the cap to dS
+            // (SoftcapGrad, 16 registers at d64/d128, 8 at d256)
+  kFolded,  // Cfg::kFoldSoftcap only: softcap without dropout and dbias, or ALiBi alone;
+            // the derivative goes into dP - D at the cap (SoftcapFold), nothing is kept.
+            // kKept then only runs the softcap with dropout or dbias.
 };
 
+template <class Cfg>
 __host__ __device__ inline BwdMods bwd_mods(const KernelParams& p) {
   if (!has_score_mods(p)) return BwdMods::kNone;
+  if (!Cfg::kFoldSoftcap) return BwdMods::kKept;
   const bool keep = p.softcap > 0.0f && (p.has_dropout || p.dbias_mode != kDbiasNone);
   return keep ? BwdMods::kKept : BwdMods::kFolded;
 }
@@ -217,9 +224,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       }
     };
     SoftcapGrad<MS_S, NS_S> softcap{p.softcap_tanh_scale, p.softcap};
-    if constexpr (kMods == BwdMods::kKept) {  // the softcap is on
-      score_transform(acc_s, p, true, softcap, add_tile_bias, alibi_slope(p, b, h), row0, col0,
-                      seq.sq, seq.sk, lane);
+    // With kFoldSoftcap, kKept runs only with the softcap on.
+    const bool softcap_on = Cfg::kFoldSoftcap || p.softcap > 0.0f;
+    if constexpr (kMods == BwdMods::kKept) {
+      score_transform(acc_s, p, softcap_on, softcap, add_tile_bias, alibi_slope(p, b, h), row0,
+                      col0, seq.sq, seq.sk, lane);
     } else if constexpr (kMods == BwdMods::kFolded) {
       SoftcapFold<MS_S, NS_S> fold{p.softcap_tanh_scale, p.softcap, acc_dp, dsum};
       score_transform(acc_s, p, p.softcap > 0.0f, fold, add_tile_bias, alibi_slope(p, b, h),
@@ -288,7 +297,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
     // dS so far is the gradient of the capped score (dbias's); dQ and dK want that of
     // scale q.k.
-    if constexpr (kMods == BwdMods::kKept) softcap.apply(acc_dp);
+    if constexpr (kMods == BwdMods::kKept) {
+      if (softcap_on) softcap.apply(acc_dp);
+    }
 
     // ---- Pd and dS to shared memory ----
 #pragma unroll

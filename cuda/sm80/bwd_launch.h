@@ -37,7 +37,7 @@ fa_status launch_bwd_main(const KernelParams& params, const LaunchContext& ctx) 
   KernelParams p = params;
   int smem = Cfg::kSmemBytes;
   if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
-  const BwdMods mods = bwd_mods(p);
+  const BwdMods mods = bwd_mods<Cfg>(p);
   // Stage the bias through shared memory (one tile per Q/dO stage) where its rows are
   // 16-byte aligned and the device has the room; otherwise, and with score mods (no kernel
   // has both flags), it is read directly.
@@ -47,19 +47,19 @@ fa_status launch_bwd_main(const KernelParams& params, const LaunchContext& ctx) 
   if (p.bias_staged) smem += bias_tiles;
   const dim3 grid = BwdScheduler::grid(ceil_div(p.seqlen_k, Cfg::kBN), p.heads_kv, p.batch);
   constexpr int kThreads = Cfg::kThreads;
-  switch (mods) {
-    case BwdMods::kFolded:
+  if constexpr (Cfg::kFoldSoftcap) {  // bwd_mods picks kFolded only there
+    if (mods == BwdMods::kFolded) {
       return launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kFolded>>(p, grid, kThreads, smem,
                                                                           ctx);
-    case BwdMods::kKept:
-      return launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kKept>>(p, grid, kThreads, smem,
-                                                                        ctx);
-    default:
-      return p.bias_staged ? launch_bwd_kernel<bwd_kernel<Cfg, true, BwdMods::kNone>>(
-                                 p, grid, kThreads, smem, ctx)
-                           : launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kNone>>(
-                                 p, grid, kThreads, smem, ctx);
+    }
   }
+  if (mods == BwdMods::kKept) {
+    return launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kKept>>(p, grid, kThreads, smem, ctx);
+  }
+  return p.bias_staged
+             ? launch_bwd_kernel<bwd_kernel<Cfg, true, BwdMods::kNone>>(p, grid, kThreads, smem, ctx)
+             : launch_bwd_kernel<bwd_kernel<Cfg, false, BwdMods::kNone>>(p, grid, kThreads, smem,
+                                                                          ctx);
 }
 
 template <class Cfg>

@@ -53,11 +53,12 @@ struct FwdConfig {
   // A staged bias tile (bias.h) adds kBM * kBN * element size after V.
 };
 
-// Two compile-time feature flags, each keeping its code (and live registers) out of the
-// kernels without it, which sit at the 255-register cap: kDropout (Philox) and kScoreMods
-// (softcap or ALiBi, has_score_mods(p); the softcap and the ALiBi inside it are runtime
-// flags). Compiled into the other kernels, even behind runtime branches, these made the
-// plain d128 kernel spill on sm_90a (412 bytes).
+// Compile-time feature flags, each keeping its code (and live registers) out of the kernels
+// without it, which sit at the 255-register cap: kDropout (Philox) and kScoreMods (softcap
+// or ALiBi, has_score_mods(p); compiled into the plain kernels behind runtime branches they
+// made the d128 kernel spill 412 bytes on sm_90a). The score-mods kernel is one per
+// configuration (<Cfg, true, true>, for build time): softcap, ALiBi, bias and dropout are
+// runtime flags inside it (its spills, a few bytes, are listed in README.md).
 template <class Cfg, bool kDropout, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     fwd_kernel(const __grid_constant__ KernelParams p) {
@@ -110,6 +111,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const DropoutRng rng{p.seed, p.offset, batch_head, p.dropout_threshold};
 
   const float slope = kScoreMods ? alibi_slope(p, b, h) : 0.0f;
+  // The score-mods kernel is instantiated with kDropout and checks p.has_dropout at run time.
+  const bool dropout = kDropout && (!kScoreMods || p.has_dropout);
 
   auto load_bias = [&](int n) {
     load_bias_tile_async<BM, BN, Cfg::kThreads>(sB, p.bias, b, h, m0, n * BN, rows_q, seq.sk,
@@ -162,7 +165,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     }
 
     softmax.update(acc_s, acc_o, p.softmax_scale_log2, n == n_blocks - 1);
-    if constexpr (kDropout) {
+    if (dropout) {
       dropout_for_each<MS, NS>(rng, row0, col0, lane, [&](int s, int j, int e, bool kept) {
         if (!kept) acc_s[s][j][e] = 0.0f;
       });
@@ -173,7 +176,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   // ---- epilogue ----
   float out_scale[MS][2], lse[MS][2];
   const float sink = p.sinks != nullptr ? p.sinks[h] : -INFINITY;
-  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
+  softmax.finish(p.lse_scale, dropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
 
   const int g = lane >> 2, t = lane & 3;
   __syncwarp();  // this warp's ldmatrix reads of its Q rows are done

@@ -78,7 +78,7 @@ struct BwdConfig {
 enum class BwdMods {
   kNone,    // neither (bias alone runs here, as before they existed)
   kKept,    // softcap and ALiBi; the softcap's derivative is kept from the cap to dS
-            // (SoftcapGrad, 16 registers at d64/d128, 8 at d256)
+            // (SoftcapGrad: 16 registers in 64 x 128 tiles, 8 in 64 x 64)
   kFolded,  // Cfg::kFoldSoftcap only: softcap without dropout and dbias, or ALiBi alone;
             // the derivative goes into dP - D at the cap (SoftcapFold), nothing is kept.
             // kKept then only runs the softcap with dropout or dbias.

@@ -70,12 +70,12 @@ struct SoftcapGrad {
 
 // The backward's softcap where nothing else needs dS before the derivative (no dbias) and
 // dS is P (dP - D) (no dropout): the derivative goes straight into dP - D, both at hand when
-// the scores are capped, so nothing is kept (SoftcapGrad's registers made the d128 main
-// kernel spill 184 bytes on sm_80, this 12). The caller then takes D as 0.
+// the scores are capped, so nothing is kept (SoftcapGrad's registers make the d128 64 x 128
+// main kernel spill 144 bytes on sm_80, this 12). The caller then takes D as 0.
 template <int MS, int NS>
 struct SoftcapFold {
   float tanh_scale, softcap;
-  float (&dp)[MS][NS][4];     // dP, becomes (dP - D) (1 - t^2)
+  float (&dp)[MS][NS][4];      // dP, becomes (dP - D) (1 - t^2)
   const float (&dsum)[MS][2];  // D of the slab rows
 
   __device__ __forceinline__ void operator()(float (&s)[MS][NS][4], int si, int n, int r) {
@@ -99,11 +99,11 @@ __device__ __forceinline__ void transform_all(float (&s)[MS][NS][4], Pre& pre) {
       for (int r = 0; r < 2; ++r) pre(s, si, n, r);
 }
 
-// s += ALiBi(row, key) for a warp tile whose first row is `row0` and first
-// key `col0` (local to the sequence of lengths sq, sk).
+// s += ALiBi(row, key) for a warp tile whose first row is `row0` and first key `col0`
+// (local to the sequence of lengths sq, sk).
 template <int MS, int NS>
-__device__ __forceinline__ void add_alibi(float (&s)[MS][NS][4], float slope,
-                                          int row0, int col0, int sq, int sk, int lane) {
+__device__ __forceinline__ void add_alibi(float (&s)[MS][NS][4], float slope, int row0,
+                                          int col0, int sq, int sk, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int si = 0; si < MS; ++si)

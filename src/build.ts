@@ -105,6 +105,7 @@ export const SOURCE_FILES: readonly string[] = [
   "cuda/sm80/fwd_kernel.h",
   "cuda/sm80/fwd_launch.h",
   "cuda/sm80/masking.h",
+  "cuda/sm80/score_transform.h",
   "cuda/sm80/sm80.h",
   "cuda/sm80/tile.h",
   "cuda/sm80/warp_gemm.h",

@@ -1,4 +1,6 @@
-// bias.h: the additive bias, fused into the score tile: x = scale * q.k + bias.
+// bias.h: the additive bias, fused into the score tile: x = scale * q.k + bias, or generally
+// x = pre(q.k) + bias where `pre` is what comes before the bias (the scale, or the softcap of
+// score_transform.h: fused into the same pass, the loads of the bias add no live range).
 // The bias may be float16, bfloat16 or float32 (a runtime property: one uniform switch per
 // tile), any strides with stride 0 on broadcast dimensions, and has no alignment guarantee.
 // Two ways in:
@@ -15,6 +17,17 @@
 
 namespace fa {
 namespace sm80 {
+
+// A `pre` transforms the element pair (2r, 2r + 1) of n8 tile n of slab si in place, just
+// before its bias is added. The plain kernels' pre: x * scale (with the bias, one FFMA).
+struct ScaleBy {
+  float scale;
+  template <int MS, int NS>
+  __device__ __forceinline__ void operator()(float (&s)[MS][NS][4], int si, int n, int r) const {
+    s[si][n][2 * r] *= scale;
+    s[si][n][2 * r + 1] *= scale;
+  }
+};
 
 template <typename B>
 __device__ __forceinline__ float load_bias(const B* p) {
@@ -39,9 +52,9 @@ __device__ __forceinline__ float2 load_bias2(const B* p) {
   }
 }
 
-template <typename B, int MS, int NS>
+template <typename B, int MS, int NS, class Pre>
 __device__ __forceinline__ void add_bias_typed(float (&s)[MS][NS][4], const B* base, int64_t sr,
-                                               int row0, int col0, int sq, int sk, float scale,
+                                               int row0, int col0, int sq, int sk, Pre&& pre,
                                                bool pairs, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -62,33 +75,33 @@ __device__ __forceinline__ void add_bias_typed(float (&s)[MS][NS][4], const B* b
           bv.x = c < limit ? load_bias(rp + c) : 0.0f;
           bv.y = c + 1 < limit ? load_bias(rp + c + 1) : 0.0f;
         }
-        s[si][n][2 * r] = fmaf(s[si][n][2 * r], scale, bv.x);
-        s[si][n][2 * r + 1] = fmaf(s[si][n][2 * r + 1], scale, bv.y);
+        pre(s, si, n, r);
+        s[si][n][2 * r] += bv.x;
+        s[si][n][2 * r + 1] += bv.y;
       }
     }
   }
 }
 
-// s = s * scale + bias[b, h, row, col] for a warp tile (first row `row0`, first column
+// s = pre(s) + bias[b, h, row, col] for a warp tile (first row `row0`, first column
 // `col0`, local to the sequence); out-of-range elements get bias 0 (they are masked).
-template <int MS, int NS>
+template <int MS, int NS, class Pre>
 __device__ __forceinline__ void add_bias(float (&s)[MS][NS][4], const BiasView& bias, int b,
-                                         int h, int row0, int col0, int sq, int sk, float scale,
+                                         int h, int row0, int col0, int sq, int sk, Pre&& pre,
                                          int lane) {
   const int64_t off = int64_t(b) * bias.sb + int64_t(h) * bias.sh;
   switch (bias.dtype) {
     case FA_FLOAT32:
       add_bias_typed(s, static_cast<const float*>(bias.ptr) + off, bias.sr, row0, col0, sq, sk,
-                     scale, bias.pairs, lane);
+                     pre, bias.pairs, lane);
       break;
     case FA_BFLOAT16:
       add_bias_typed(s, static_cast<const __nv_bfloat16*>(bias.ptr) + off, bias.sr, row0, col0,
-                     sq, sk, scale,
-                     bias.pairs, lane);
+                     sq, sk, pre, bias.pairs, lane);
       break;
     default:
       add_bias_typed(s, static_cast<const __half*>(bias.ptr) + off, bias.sr, row0, col0, sq, sk,
-                     scale, bias.pairs, lane);
+                     pre, bias.pairs, lane);
       break;
   }
 }
@@ -142,9 +155,9 @@ __device__ __forceinline__ void load_bias_tile_async(uint32_t dst, const BiasVie
   }
 }
 
-template <typename B, int BN, int MS, int NS>
+template <typename B, int BN, int MS, int NS, class Pre>
 __device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uint32_t tile,
-                                                      int warp_row, int warp_col, float scale,
+                                                      int warp_row, int warp_col, Pre&& pre,
                                                       int lane) {
   const int g = lane >> 2, t = lane & 3;
   constexpr int kSize = int(sizeof(B));
@@ -173,27 +186,28 @@ __device__ __forceinline__ void add_staged_bias_typed(float (&s)[MS][NS][4], uin
         } else {
           bv = unpack2<B>(lds32(addr));
         }
-        s[si][n][2 * r] = fmaf(s[si][n][2 * r], scale, bv.x);
-        s[si][n][2 * r + 1] = fmaf(s[si][n][2 * r + 1], scale, bv.y);
+        pre(s, si, n, r);
+        s[si][n][2 * r] += bv.x;
+        s[si][n][2 * r + 1] += bv.y;
       }
     }
 }
 
-// s = s * scale + bias for a warp tile whose rows start at `warp_row` and columns at
+// s = pre(s) + bias for a warp tile whose rows start at `warp_row` and columns at
 // `warp_col` (a multiple of 8 NS) of the staged tile.
-template <int BN, int MS, int NS>
+template <int BN, int MS, int NS, class Pre>
 __device__ __forceinline__ void add_staged_bias(float (&s)[MS][NS][4], uint32_t tile, int dtype,
-                                                int warp_row, float scale, int lane,
+                                                int warp_row, Pre&& pre, int lane,
                                                 int warp_col = 0) {
   switch (dtype) {
     case FA_FLOAT32:
-      add_staged_bias_typed<float, BN>(s, tile, warp_row, warp_col, scale, lane);
+      add_staged_bias_typed<float, BN>(s, tile, warp_row, warp_col, pre, lane);
       break;
     case FA_BFLOAT16:
-      add_staged_bias_typed<__nv_bfloat16, BN>(s, tile, warp_row, warp_col, scale, lane);
+      add_staged_bias_typed<__nv_bfloat16, BN>(s, tile, warp_row, warp_col, pre, lane);
       break;
     default:
-      add_staged_bias_typed<__half, BN>(s, tile, warp_row, warp_col, scale, lane);
+      add_staged_bias_typed<__half, BN>(s, tile, warp_row, warp_col, pre, lane);
       break;
   }
 }

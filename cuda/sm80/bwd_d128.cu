@@ -5,9 +5,9 @@ namespace fa {
 namespace sm80 {
 
 // Main kernel: BM query rows x BN keys, warps along M for S/dP, along N for dK/dV, along M
-// for dQ, Q/dO buffers.
+// for dQ, Q/dO buffers, a folded-softcap kernel (BwdMods; the 64 x 128 one spills without).
 template <typename T>
-using BwdD128 = BwdConfig<T, 128, 64, 128, 2, 2, 2, 2>;  // 162 KB: A100, H100
+using BwdD128 = BwdConfig<T, 128, 64, 128, 2, 2, 2, 2, true>;  // 162 KB: A100, H100
 template <typename T>
 using BwdD128Small = BwdConfig<T, 128, 64, 64, 4, 4, 2, 1>;  // 82 KB: RTX 30/40 (99 KB)
 // Deterministic dQ: BM query rows x BN keys, K/V buffers.

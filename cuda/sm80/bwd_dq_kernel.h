@@ -2,10 +2,11 @@
 //
 // Grid (query blocks, Hq, B), like the forward: a block keeps Q_i, dO_i, the rows' lse and
 // D = rowsum(dO * O), and walks the key blocks this query block sees (last to first, causal
-// blocks past the diagonal skipped), recomputing S = Q K^T and dP = dO V^T, then
-// dS = P (dP Z / (1-p) - D) in registers, whose accumulators are directly the A operand of
-// dQ += dS K. Each dQ element is summed by one thread in a fixed order, so the result is
-// bitwise repeatable. Costs two extra products (S and dP) over the atomic path.
+// blocks past the diagonal skipped), recomputing S = Q K^T (transformed per
+// score_transform.h with natural scores) and dP = dO V^T, then dS = P (dP Z / (1-p) - D)
+// (times the softcap's tanh derivative) in registers, whose accumulators are directly the
+// A operand of dQ += dS K. Each dQ element is summed by one thread in a fixed order, so the
+// result is bitwise repeatable. Costs two extra products (S and dP) over the atomic path.
 #pragma once
 
 #include "common/mask.h"
@@ -15,6 +16,7 @@
 #include "common/dropout.h"
 #include "common/kernel_params.h"
 #include "sm80/masking.h"
+#include "sm80/score_transform.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
@@ -35,7 +37,9 @@ struct DqConfig {
   static constexpr int kSmemBytes = 2 * QTile::kBytes + 2 * kStages * KTile::kBytes + 1024;
 };
 
-template <class Cfg>
+// kScoreMods: softcap or ALiBi (has_score_mods(p)), a compile-time flag like the main
+// kernel's (bwd_kernel.h), so the plain kernel carries none of their code.
+template <class Cfg, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     bwd_dq_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -99,6 +103,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   }
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
   const DropoutRng rng{p.seed, p.offset, batch_head, p.dropout_threshold};
+  const float slope = kScoreMods ? alibi_slope(p, b, h) : 0.0f;
 
   const uint32_t q_lane = QTile::lane_rows16(sQ + warp_row * QTile::kRowBytes, lane);
   const uint32_t k_lane = KTile::lane_cols16(sK0, lane);   // K as B of Q K^T (n-major)
@@ -125,7 +130,16 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         acc_dp, q_lane + QTile::kBytes, k_lane + stage + KTile::kBytes);
 
     const int col0 = n * BN;
-    if (p.has_bias) add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
+    auto add_tile_bias = [&](auto& s, auto&& pre) {
+      add_bias(s, p.bias, b, h, row0, col0, seq.sq, seq.sk, pre, lane);
+    };
+    SoftcapGrad<1, NS> softcap{p.softcap_tanh_scale, p.softcap};
+    if constexpr (kScoreMods) {
+      score_transform(acc_s, p, p.softcap > 0.0f, softcap, add_tile_bias, slope, row0, col0,
+                      seq.sq, seq.sk, lane);
+    } else if (p.has_bias) {
+      add_tile_bias(acc_s, ScaleBy{p.scale});
+    }
     if (!seq.range(p).tile_fully_visible(m0, BM, col0, BN)) {
       mask_scores(acc_s, row0, col0, seq.range(p), lane);
     }
@@ -148,6 +162,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           acc_dp[0][j][e] = acc_s[0][j][e] * (acc_dp[0][j][e] - dsum[0][e >> 1]);
     }
 
+    if constexpr (kScoreMods) {
+      if (p.softcap > 0.0f) softcap.apply(acc_dp);  // to the gradient of scale q.k
+    }
     gemm_rs<T, 1, DS, BN / 16, KTile, BOperand::kKMajor>(acc_dq, acc_dp, kt_lane + stage);
 
     if (Cfg::kStages == 1 && n > n_first) {

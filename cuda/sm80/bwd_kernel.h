@@ -7,13 +7,16 @@
 //   - Per query block i: Q_i and dO_i stream in (cp.async, double-buffered where shared
 //     memory allows), then
 //        S = Q K^T, dP = dO V^T                    (warps 2x4 or 4x2 over BM x BN)
+//        S transformed (score_transform.h) when natural scores are on
 //        P = exp2(S * scale_log2 - lse_log2)       (lse from the forward, +inf = empty row)
 //        Z = dropout keep mask, Pd = P Z / (1-p), dS = P (dP Z / (1-p) - D)
 //        Pd, dS -> shared memory (16-bit)
 //        dV += Pd^T dO, dK += dS^T Q               (warps 4x2 over BN x D)
 //        dQ_accum += dS K                          (warps over BM x D, fp32 red.add)
 //     with D = rowsum(dO * O) from the preprocess kernel.
-//   - dbias: dS in fp32 delivered per dbias.h.
+//   - dbias: dS in fp32 delivered per dbias.h; with a softcap dS is then multiplied by the
+//     tanh derivative for dQ and dK (dbias is the gradient of the score after the cap;
+//     without dbias and dropout the derivative is folded into dP - D at the cap instead).
 //   - Epilogue: dK * scale and dV through shared memory, 16-byte predicated stores.
 // Deterministic mode skips the dQ product here (accumulate_dq = false); bwd_dq_kernel.h
 // then computes dQ per query block without atomics.
@@ -27,6 +30,7 @@
 #include "common/dropout.h"
 #include "common/kernel_params.h"
 #include "sm80/masking.h"
+#include "sm80/score_transform.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
@@ -37,12 +41,16 @@ using BwdScheduler = StaticTileScheduler<false>;
 
 // WM_S: warps along the query rows for S/dP; WN_KV: warps along the keys for dK/dV;
 // WM_Q: warps along the query rows for dQ. The other dimension gets 8 / that.
-template <typename T_, int D_, int BM_, int BN_, int WM_S_, int WN_KV_, int WM_Q_, int STAGES_>
+// FOLD_SOFTCAP: a separate kernel for the softcap without dropout and dbias (BwdMods), where
+// the one score-mods kernel spills.
+template <typename T_, int D_, int BM_, int BN_, int WM_S_, int WN_KV_, int WM_Q_, int STAGES_,
+          bool FOLD_SOFTCAP_ = false>
 struct BwdConfig {
   using T = T_;
   static constexpr int kD = D_, kBM = BM_, kBN = BN_;
   static constexpr int kWarps = 8, kThreads = 256;
   static constexpr int kStages = STAGES_;  // Q/dO buffers
+  static constexpr bool kFoldSoftcap = FOLD_SOFTCAP_;
   static constexpr int kWM_S = WM_S_, kWN_S = kWarps / WM_S_;
   static constexpr int kWN_KV = WN_KV_, kWD_KV = kWarps / WN_KV_;
   static constexpr int kWM_Q = WM_Q_, kWD_Q = kWarps / WM_Q_;
@@ -65,9 +73,29 @@ struct BwdConfig {
   static constexpr int kBiasStageBytes = kBM * kBN * 4;
 };
 
-// kStagedBias (p.bias_staged) is a compile-time flag: the staging code costs the plain
-// kernel spills at the 255-register cap (measured 3-5% slower on the H100's plain rows).
-template <class Cfg, bool kStagedBias>
+// How a main kernel computes softcap and ALiBi (score_transform.h), fixed at compile time:
+// each way's code stays out of the kernels of the others, at the 255-register cap.
+enum class BwdMods {
+  kNone,    // neither (bias alone runs here, as before they existed)
+  kKept,    // softcap and ALiBi; the softcap's derivative is kept from the cap to dS
+            // (SoftcapGrad: 16 registers in 64 x 128 tiles, 8 in 64 x 64)
+  kFolded,  // Cfg::kFoldSoftcap only: softcap without dropout and dbias, or ALiBi alone;
+            // the derivative goes into dP - D at the cap (SoftcapFold), nothing is kept.
+            // kKept then only runs the softcap with dropout or dbias.
+};
+
+template <class Cfg>
+__host__ __device__ inline BwdMods bwd_mods(const KernelParams& p) {
+  if (!has_score_mods(p)) return BwdMods::kNone;
+  if (!Cfg::kFoldSoftcap) return BwdMods::kKept;
+  const bool keep = p.softcap > 0.0f && (p.has_dropout || p.dbias_mode != kDbiasNone);
+  return keep ? BwdMods::kKept : BwdMods::kFolded;
+}
+
+// kStagedBias (p.bias_staged) is a compile-time flag too: the staging code costs the plain
+// kernel spills (measured 3-5% slower on the H100's plain rows). With score mods a bias is
+// read directly (no kernel has both, for build time).
+template <class Cfg, bool kStagedBias, BwdMods kMods>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     bwd_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -187,11 +215,30 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     gemm_ss<T, MS_S, NS_S, D / 16, QTile, AOperand::kRowMajor, KTile, BOperand::kNMajor>(
         acc_dp, q_lane_s + stage + QTile::kBytes, k_lane_s + KTile::kBytes);
 
-    if constexpr (kStagedBias) {
-      add_staged_bias<BN>(acc_s, sB0 + (it % Cfg::kStages) * bias_stage, p.bias.dtype,
-                          wm_s * MS_S * 16, p.scale, lane, wn_s * NS_S * 8);
-    } else if (p.has_bias) {
-      add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
+    auto add_tile_bias = [&](auto& s, auto&& pre) {
+      if constexpr (kStagedBias) {
+        add_staged_bias<BN>(s, sB0 + (it % Cfg::kStages) * bias_stage, p.bias.dtype,
+                            wm_s * MS_S * 16, pre, lane, wn_s * NS_S * 8);
+      } else {
+        add_bias(s, p.bias, b, h, row0, col0, seq.sq, seq.sk, pre, lane);
+      }
+    };
+    SoftcapGrad<MS_S, NS_S> softcap{p.softcap_tanh_scale, p.softcap};
+    // With kFoldSoftcap, kKept runs only with the softcap on.
+    const bool softcap_on = Cfg::kFoldSoftcap || p.softcap > 0.0f;
+    if constexpr (kMods == BwdMods::kKept) {
+      score_transform(acc_s, p, softcap_on, softcap, add_tile_bias, alibi_slope(p, b, h), row0,
+                      col0, seq.sq, seq.sk, lane);
+    } else if constexpr (kMods == BwdMods::kFolded) {
+      SoftcapFold<MS_S, NS_S> fold{p.softcap_tanh_scale, p.softcap, acc_dp, dsum};
+      score_transform(acc_s, p, p.softcap > 0.0f, fold, add_tile_bias, alibi_slope(p, b, h),
+                      row0, col0, seq.sq, seq.sk, lane);
+      if (p.softcap > 0.0f) {
+#pragma unroll
+        for (int s = 0; s < MS_S; ++s) dsum[s][0] = dsum[s][1] = 0.0f;  // in acc_dp already
+      }
+    } else if (kStagedBias || p.has_bias) {
+      add_tile_bias(acc_s, ScaleBy{p.scale});
     }
     if (!seq.range(p).tile_fully_visible(m0, BM, n0, BN)) {
       mask_scores(acc_s, row0, col0, seq.range(p), lane);
@@ -246,6 +293,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
             }
           }
       }
+    }
+
+    // dS so far is the gradient of the capped score (dbias's); dQ and dK want that of
+    // scale q.k.
+    if constexpr (kMods == BwdMods::kKept) {
+      if (softcap_on) softcap.apply(acc_dp);
     }
 
     // ---- Pd and dS to shared memory ----

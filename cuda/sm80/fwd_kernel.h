@@ -7,8 +7,9 @@
 //     V_n is loaded while S = Q K_n^T is computed, K_{n-1} while softmax and O += P V_n run.
 //     Key blocks are visited last to first, so the masked ones (key tail, causal diagonal)
 //     come first; blocks outside the window (common/mask.h key_blocks) are never visited.
-//   - S stays in registers: bias, masks, online softmax (exp2 with the scale folded in),
-//     dropout, then its accumulators are repacked as the A operand of P V.
+//   - S stays in registers: the natural scores' transform (scale, softcap, bias, ALiBi;
+//     score_transform.h) when on, masks, online softmax (exp2 with the scale folded in
+//     otherwise), dropout, then its accumulators are repacked as the A operand of P V.
 //   - Epilogue: O / l through the warp's own rows of the Q tile in shared memory, 16-byte
 //     predicated stores; lse = max * scale + log(l) (natural log), -inf for empty rows.
 // Head dims below the bucket D are zero-filled on load and masked on store.
@@ -22,6 +23,7 @@
 #include "common/tile_scheduler.h"
 #include "sm80/bias.h"
 #include "sm80/masking.h"
+#include "sm80/score_transform.h"
 #include "sm80/tile.h"
 #include "sm80/warp_gemm.h"
 
@@ -51,9 +53,13 @@ struct FwdConfig {
   // A staged bias tile (bias.h) adds kBM * kBN * element size after V.
 };
 
-// kDropout is the one compile-time feature flag: without it the kernel carries no Philox
-// code (fewer live registers).
-template <class Cfg, bool kDropout>
+// Compile-time feature flags, each keeping its code (and live registers) out of the kernels
+// without it, which sit at the 255-register cap: kDropout (Philox) and kScoreMods (softcap
+// or ALiBi, has_score_mods(p); compiled into the plain kernels behind runtime branches they
+// made the d128 kernel spill 412 bytes on sm_90a). The score-mods kernel is one per
+// configuration (<Cfg, true, true>, for build time): softcap, ALiBi, bias and dropout are
+// runtime flags inside it (its spills, a few bytes, are listed in README.md).
+template <class Cfg, bool kDropout, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     fwd_kernel(const __grid_constant__ KernelParams p) {
   using T = typename Cfg::T;
@@ -104,6 +110,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
   const DropoutRng rng{p.seed, p.offset, batch_head, p.dropout_threshold};
 
+  const float slope = kScoreMods ? alibi_slope(p, b, h) : 0.0f;
+  // The score-mods kernel is instantiated with kDropout and checks p.has_dropout at run time.
+  const bool dropout = kDropout && (!kScoreMods || p.has_dropout);
+
   auto load_bias = [&](int n) {
     load_bias_tile_async<BM, BN, Cfg::kThreads>(sB, p.bias, b, h, m0, n * BN, rows_q, seq.sk,
                                                 tid);
@@ -128,10 +138,19 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         acc_s, q_lane, k_lane);
 
     const int row0 = m0 + warp_row, col0 = n * BN;
-    if (p.bias_staged) {
-      add_staged_bias<BN>(acc_s, sB, p.bias.dtype, warp_row, p.scale, lane);
+    auto add_tile_bias = [&](auto& s, auto&& pre) {
+      if (p.bias_staged) {
+        add_staged_bias<BN>(s, sB, p.bias.dtype, warp_row, pre, lane);
+      } else {
+        add_bias(s, p.bias, b, h, row0, col0, seq.sq, seq.sk, pre, lane);
+      }
+    };
+    if constexpr (kScoreMods) {
+      Softcap cap{p.softcap_tanh_scale, p.softcap};
+      score_transform(acc_s, p, p.softcap > 0.0f, cap, add_tile_bias, slope, row0, col0,
+                      seq.sq, seq.sk, lane);
     } else if (p.has_bias) {
-      add_bias(acc_s, p.bias, b, h, row0, col0, seq.sq, seq.sk, p.scale, lane);
+      add_tile_bias(acc_s, ScaleBy{p.scale});
     }
     if (!seq.range(p).tile_fully_visible(m0, BM, col0, BN)) {
       mask_scores(acc_s, row0, col0, seq.range(p), lane);
@@ -146,7 +165,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     }
 
     softmax.update(acc_s, acc_o, p.softmax_scale_log2, n == n_blocks - 1);
-    if constexpr (kDropout) {
+    if (dropout) {
       dropout_for_each<MS, NS>(rng, row0, col0, lane, [&](int s, int j, int e, bool kept) {
         if (!kept) acc_s[s][j][e] = 0.0f;
       });
@@ -157,7 +176,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   // ---- epilogue ----
   float out_scale[MS][2], lse[MS][2];
   const float sink = p.sinks != nullptr ? p.sinks[h] : -INFINITY;
-  softmax.finish(p.lse_scale, kDropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
+  softmax.finish(p.lse_scale, dropout ? p.dropout_rescale : 1.0f, sink, out_scale, lse);
 
   const int g = lane >> 2, t = lane & 3;
   __syncwarp();  // this warp's ldmatrix reads of its Q rows are done

@@ -1,7 +1,8 @@
 // sm80.h: the sm80 kernels' launchers, one per head-dim bucket (both dtypes), which
 // cuda/api/cuda_dispatch.cu picks from. Buckets: head_dim <= 64, <= 128, <= 256 (a smaller
-// head dim runs in the next bucket up, zero-filled on load and masked on store); every
-// other feature is a runtime flag of the same kernels.
+// head dim runs in the next bucket up, zero-filled on load and masked on store); the other
+// features are runtime flags, or pick one of a few kernels compiled per bucket (dropout,
+// softcap/ALiBi, a staged bias: fwd_kernel.h, bwd_kernel.h).
 #pragma once
 
 #include "common/kernel_params.h"

@@ -204,7 +204,6 @@ class Staging {
 }  // namespace
 
 fa_status cuda_forward(const AttentionParams& params) {
-  if (const fa_status s = dispatch_check_features(params)) return s;
   AttentionParams staged = params;
   Staging staging(params);
   if (const fa_status s = staging.stage("q", &staged.q, false, false)) return s;
@@ -216,7 +215,6 @@ fa_status cuda_forward(const AttentionParams& params) {
 }
 
 fa_status cuda_backward(const AttentionParams& params) {
-  if (const fa_status s = dispatch_check_features(params)) return s;
   AttentionParams staged = params;
   Staging staging(params);
   if (const fa_status s = staging.stage("q", &staged.q, false, false)) return s;

@@ -154,16 +154,6 @@ fa_status launch_backward_dq(const KernelParams& p, bool bf16, const LaunchConte
                          : sm80::launch_bwd_dq_d256(p, bf16, ctx);
 }
 
-fa_status dispatch_check_features(const AttentionParams& ap) {
-  if (ap.softcap != 0.0f) {
-    return fail(FA_ERR_UNSUPPORTED, "softcap: not yet computed by the CUDA kernels");
-  }
-  if (ap.alibi_slopes != nullptr) {
-    return fail(FA_ERR_UNSUPPORTED, "alibi_slopes: not yet computed by the CUDA kernels");
-  }
-  return FA_OK;
-}
-
 fa_status dispatch_forward(const AttentionParams& ap) {
   DeviceGuard guard;
   LaunchContext ctx;

@@ -10,8 +10,6 @@
 
 namespace fa {
 
-// Refuses, before anything is staged or launched, what no CUDA kernel computes yet.
-fa_status dispatch_check_features(const AttentionParams& params);
 fa_status dispatch_forward(const AttentionParams& params);
 fa_status dispatch_backward(const AttentionParams& params);
 fa_status dispatch_backward_workspace_size(const AttentionParams& params, uint64_t* bytes);

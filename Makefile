@@ -39,7 +39,7 @@ HEADERS := $(wildcard cuda/include/*.h cuda/common/*.h cuda/api/*.h cuda/cpu/*.h
 OBJS := $(CPP_SRCS:%.cpp=$(BUILD)/%.o) $(HOST_CU_SRCS:%.cu=$(BUILD)/%.o) \
         $(KERNEL_CU_SRCS:%.cu=$(BUILD)/%.o)
 
-.PHONY: all lib deno test test-cpu test-gpu check bench demo clean
+.PHONY: all lib deno test test-cpu test-gpu test-gpu-sm80 check bench demo clean
 
 all: lib
 
@@ -77,6 +77,10 @@ test: lib check
 
 test-gpu: lib $(DENO)
 	$(DENO) test $(TEST_FLAGS) tests/gpu_*.test.ts
+
+# The GPU suite with the Hopper kernels off, so every case runs on the sm80 kernels.
+test-gpu-sm80: lib $(DENO)
+	FLASHATTN_SM90=0 $(DENO) test $(TEST_FLAGS) tests/gpu_*.test.ts
 
 bench: lib $(DENO)
 	$(DENO) bench $(DENO_FLAGS) bench/

@@ -2,7 +2,7 @@
 # One device call: GPU tests, sanitizer passes, the seed table and the PyTorch peers, logs
 # under $OUT. Run from the repo root on the GPU machine, with .device carried (deno.xz and,
 # optionally, a prebuilt .device/build/libflashattn.so):
-#   bash bench/device_run.sh [tests|sanitize|seed|peers|features|all]...
+#   bash bench/device_run.sh [tests|tests-sm80|sanitize|seed|peers|features|all]...
 # features (not part of all: FlexAttention compiles take minutes) times the score-feature
 # rows, ours then the peers; FEATURE_ROWS=window,softcap,sinks,alibi picks the groups.
 set -uo pipefail
@@ -27,6 +27,10 @@ for step in "${@:-all}"; do
     tests | all)
       deno test $flags tests/gpu_*.test.ts > "$OUT/test_gpu.log" 2>&1
       grep -E "FAILED|passed" "$OUT/test_gpu.log" | tail -12 ;;&
+    tests-sm80 | all)
+      # The same suite with the sm90 kernels off: every case on the sm80 kernels.
+      FLASHATTN_SM90=0 deno test $flags tests/gpu_*.test.ts > "$OUT/test_gpu_sm80.log" 2>&1
+      grep -E "FAILED|passed" "$OUT/test_gpu_sm80.log" | tail -12 ;;&
     sanitize | all)
       # Reduced suite: a small forward and backward per feature, under memcheck and racecheck.
       for tool in memcheck racecheck; do

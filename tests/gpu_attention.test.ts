@@ -157,7 +157,8 @@ function macs(c: CaseConfig): number {
 }
 
 /** Forward and backward of one case on the GPU, against the CPU backend and the oracle. */
-function checkGpuCase(c: CaseConfig): void {
+/** `deterministic`: the GPU backward runs without atomics (the sm80 dQ kernel). */
+function checkGpuCase(c: CaseConfig, deterministic = false): void {
   const data = makeCase(c);
   const tc = caseTensors(data, cpu);
   const tg = caseTensors(data, gpu());
@@ -199,6 +200,7 @@ function checkGpuCase(c: CaseConfig): void {
     attentionBackward(tg.dout, tg.q, tg.k, tg.v, outG, lseG, {
       ...bopts,
       ...onGpu,
+      deterministic,
       dq,
       dk,
       dv,
@@ -429,6 +431,14 @@ for (const c of FEATURE_CONFIGS) {
     name: `gpu vs cpu (score features): ${describeCase(c)}`,
     ignore,
     fn: () => checkGpuCase(c),
+  });
+}
+
+for (const c of FEATURE_CONFIGS) {
+  Deno.test({
+    name: `gpu vs cpu (score features, deterministic backward): ${describeCase(c)}`,
+    ignore,
+    fn: () => checkGpuCase(c, true),
   });
 }
 

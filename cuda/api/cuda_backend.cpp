@@ -136,7 +136,7 @@ class Staging {
   }
 
   // The copy kernel is built for sm_80 and newer, like the attention kernels: refuse older
-  // devices with sm80's message before launching anything.
+  // devices with the dispatcher's message before launching anything.
   fa_status check_capability() {
     if (capability_checked_) return FA_OK;
     int major = 0, minor = 0;

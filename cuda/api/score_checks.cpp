@@ -3,6 +3,7 @@
 
 #include <cinttypes>
 #include <cmath>
+#include <cstdint>
 
 #include "api/tensor_checks.h"
 #include "common/status.h"
@@ -33,7 +34,13 @@ fa_status check_alibi_slopes(const fa_tensor& slopes, const Problem& problem) {
     return check_shape(name, slopes, shape, "[Hq] from q");
   }
   const int64_t shape[] = {problem.batch, problem.heads_q};
-  return check_shape(name, slopes, shape, "[B, Hq] from q");
+  if (const fa_status s = check_shape(name, slopes, shape, "[B, Hq] from q")) return s;
+  // The kernels keep the batch stride in 32 bits.
+  if (slopes.stride[0] > INT32_MAX || slopes.stride[0] < INT32_MIN) {
+    return fail(FA_ERR_UNSUPPORTED, "%s: batch stride %lld does not fit in 32 bits", name,
+                static_cast<long long>(slopes.stride[0]));
+  }
+  return FA_OK;
 }
 
 // [first, last] bytes a tensor's elements touch; false when it has none.

@@ -45,6 +45,14 @@ struct KernelParams {
     return BasicKeyRange<int>{BasicWindow<int>{window_left, window_right}, sq, sk};
   }
   __host__ __device__ bool windowed() const { return window_left >= 0 || window_right >= 0; }
+  // ALiBi slope of (b, h), 0 without ALiBi.
+  __device__ float alibi_slope(int b, int h) const {
+    return alibi_slopes != nullptr ? alibi_slopes[int64_t(b) * alibi_stride_b + h] : 0.0f;
+  }
+  // Softcap or ALiBi on: the kernels' score-feature variants (kScoreMods) run.
+  __host__ __device__ bool has_score_mods() const {
+    return softcap > 0.0f || alibi_slopes != nullptr;
+  }
 
   // Forward inputs/outputs (the backward reads q, k, v, out as well).
   TensorView q, k, v, out;

@@ -1,4 +1,4 @@
-// softmax.h: online softmax over the rows of a warp's score tile (FlashAttention-2).
+// online_softmax.h: online softmax over the rows of a warp's score tile (FlashAttention-2).
 //
 // Each thread holds 2 * MS rows (g and g + 8 of each slab); a row's columns are spread
 // over the 4 lanes of a quad, so the row max needs two shuffles per update while the row
@@ -81,7 +81,9 @@ struct OnlineSoftmax {
       for (int r = 0; r < 2; ++r) {
         const float sum = quad_sum(row_sum[s][r]);
         if (sink == -INFINITY) {
-          const bool empty = !(sum > 0.0f);
+          // Only a row that saw nothing has sum 0; a NaN score makes the sum, and so the
+          // output and LSE, NaN (PyTorch's math), never "empty".
+          const bool empty = sum == 0.0f;
           out_scale[s][r] = empty ? 0.0f : extra_scale / sum;
           lse[s][r] = empty ? -INFINITY : fmaf(row_max[s][r], lse_scale, logf(sum));
         } else {

@@ -87,6 +87,9 @@ void write_dsinks(const AttentionParams& params, const Deltas& deltas) {
         const SequenceSpan span = sequence_span(params, b);
         for (int64_t i = 0; i < span.q_len; ++i) {
           const float lse = *lse_pointer(params.lse, b, h, span.q_start + i);
+          // lse = -inf (a row that saw nothing, given without its sink): weight 0, as on
+          // the GPU, not exp(+inf) * 0.
+          if (lse == kNegativeInfinity) continue;
           const float delta = deltas.values[deltas.index(params, span, b, h, i)];
           sum += double(std::exp(sink - lse)) * double(delta);
         }

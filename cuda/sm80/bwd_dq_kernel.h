@@ -37,7 +37,7 @@ struct DqConfig {
   static constexpr int kSmemBytes = 2 * QTile::kBytes + 2 * kStages * KTile::kBytes + 1024;
 };
 
-// kScoreMods: softcap or ALiBi (has_score_mods(p)), a compile-time flag like the main
+// kScoreMods: softcap or ALiBi (p.has_score_mods()), a compile-time flag like the main
 // kernel's (bwd_kernel.h), so the plain kernel carries none of their code.
 template <class Cfg, bool kScoreMods>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   }
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
   const DropoutRng rng{p.seed, p.offset, batch_head, p.dropout_threshold};
-  const float slope = kScoreMods ? alibi_slope(p, b, h) : 0.0f;
+  const float slope = kScoreMods ? p.alibi_slope(b, h) : 0.0f;
 
   const uint32_t q_lane = QTile::lane_rows16(sQ + warp_row * QTile::kRowBytes, lane);
   const uint32_t k_lane = KTile::lane_cols16(sK0, lane);   // K as B of Q K^T (n-major)

@@ -86,7 +86,7 @@ enum class BwdMods {
 
 template <class Cfg>
 __host__ __device__ inline BwdMods bwd_mods(const KernelParams& p) {
-  if (!has_score_mods(p)) return BwdMods::kNone;
+  if (!p.has_score_mods()) return BwdMods::kNone;
   if (!Cfg::kFoldSoftcap) return BwdMods::kKept;
   const bool keep = p.softcap > 0.0f && (p.has_dropout || p.dbias_mode != kDbiasNone);
   return keep ? BwdMods::kKept : BwdMods::kFolded;
@@ -227,11 +227,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     // With kFoldSoftcap, kKept runs only with the softcap on.
     const bool softcap_on = Cfg::kFoldSoftcap || p.softcap > 0.0f;
     if constexpr (kMods == BwdMods::kKept) {
-      score_transform(acc_s, p, softcap_on, softcap, add_tile_bias, alibi_slope(p, b, h), row0,
+      score_transform(acc_s, p, softcap_on, softcap, add_tile_bias, p.alibi_slope(b, h), row0,
                       col0, seq.sq, seq.sk, lane);
     } else if constexpr (kMods == BwdMods::kFolded) {
       SoftcapFold<MS_S, NS_S> fold{p.softcap_tanh_scale, p.softcap, acc_dp, dsum};
-      score_transform(acc_s, p, p.softcap > 0.0f, fold, add_tile_bias, alibi_slope(p, b, h),
+      score_transform(acc_s, p, p.softcap > 0.0f, fold, add_tile_bias, p.alibi_slope(b, h),
                       row0, col0, seq.sq, seq.sk, lane);
       if (p.softcap > 0.0f) {
 #pragma unroll

@@ -67,7 +67,7 @@ fa_status launch_bwd_dq(const KernelParams& p, const LaunchContext& ctx) {
   const int smem = Cfg::kSmemBytes;
   if (smem > ctx.max_smem_optin) return smem_unsupported(p, smem, ctx.max_smem_optin);
   const dim3 grid = DqScheduler::grid(ceil_div(p.seqlen_q, Cfg::kBM), p.heads_q, p.batch);
-  if (has_score_mods(p)) {
+  if (p.has_score_mods()) {
     return launch_bwd_kernel<bwd_dq_kernel<Cfg, true>>(p, grid, Cfg::kThreads, smem, ctx);
   }
   return launch_bwd_kernel<bwd_dq_kernel<Cfg, false>>(p, grid, Cfg::kThreads, smem, ctx);

@@ -55,7 +55,7 @@ struct FwdConfig {
 
 // Compile-time feature flags, each keeping its code (and live registers) out of the kernels
 // without it, which sit at the 255-register cap: kDropout (Philox) and kScoreMods (softcap
-// or ALiBi, has_score_mods(p); compiled into the plain kernels behind runtime branches they
+// or ALiBi, p.has_score_mods(); compiled into the plain kernels behind runtime branches they
 // made the d128 kernel spill 412 bytes on sm_90a). The score-mods kernel is one per
 // configuration (<Cfg, true, true>, for build time): softcap, ALiBi, bias and dropout are
 // runtime flags inside it (its spills, a few bytes, are listed in README.md).
@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const uint32_t batch_head = uint32_t(b) * uint32_t(p.heads_q) + uint32_t(h);
   const DropoutRng rng{p.seed, p.offset, batch_head, p.dropout_threshold};
 
-  const float slope = kScoreMods ? alibi_slope(p, b, h) : 0.0f;
+  const float slope = kScoreMods ? p.alibi_slope(b, h) : 0.0f;
   // The score-mods kernel is instantiated with kDropout and checks p.has_dropout at run time.
   const bool dropout = kDropout && (!kScoreMods || p.has_dropout);
 

@@ -45,7 +45,7 @@ fa_status launch_fwd(const KernelParams& params, const LaunchContext& ctx) {
     const int with_tile = Cfg::kSmemBytes + Cfg::kBM * Cfg::kBN * size;
     if (with_tile <= ctx.max_smem_optin) smem_max = with_tile;
   }
-  if (has_score_mods(p)) return launch_fwd_kernel<Cfg, true, true>(p, smem, smem_max, ctx);
+  if (p.has_score_mods()) return launch_fwd_kernel<Cfg, true, true>(p, smem, smem_max, ctx);
   return p.has_dropout ? launch_fwd_kernel<Cfg, true, false>(p, smem, smem_max, ctx)
                        : launch_fwd_kernel<Cfg, false, false>(p, smem, smem_max, ctx);
 }

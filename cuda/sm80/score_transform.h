@@ -147,16 +147,5 @@ __device__ __forceinline__ void score_transform(float (&s)[MS][NS][4], const Ker
   if (p.alibi_slopes != nullptr) add_alibi(s, slope, row0, col0, sq, sk, lane);
 }
 
-// Softcap or ALiBi: the kernels' compile-time flag for these two (bias alone runs in the
-// plain kernels, as before they existed).
-__host__ __device__ inline bool has_score_mods(const KernelParams& p) {
-  return p.softcap > 0.0f || p.alibi_slopes != nullptr;
-}
-
-// This (batch, head)'s ALiBi slope, 0 without ALiBi.
-__device__ __forceinline__ float alibi_slope(const KernelParams& p, int b, int h) {
-  return p.alibi_slopes != nullptr ? p.alibi_slopes[b * p.alibi_stride_b + h] : 0.0f;
-}
-
 }  // namespace sm80
 }  // namespace fa

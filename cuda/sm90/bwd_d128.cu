@@ -15,7 +15,7 @@ fa_status launch_bwd_d128(const KernelParams& p, bool bf16, const LaunchContext&
                           bool* launched) {
   // Softcap and ALiBi: the score-feature kernels, without dropout (with it they spill 28
   // bytes: P^T's early A fragments next to dK and dV; sm80 takes those cases, cases.cu).
-  const bool mods = p.softcap > 0.0f || p.alibi_slopes != nullptr;
+  const bool mods = p.has_score_mods();
   if (mods) {
     return bf16 ? launch_bwd<BwdD128<__nv_bfloat16>, true, false>(p, ctx, launched)
                 : launch_bwd<BwdD128<__half>, true, false>(p, ctx, launched);

@@ -18,7 +18,7 @@ using BwdD64Mods = BwdConfig<T, 64, 64, 2, false>;
 
 fa_status launch_bwd_d64(const KernelParams& p, bool bf16, const LaunchContext& ctx,
                          bool* launched) {
-  if (p.softcap > 0.0f || p.alibi_slopes != nullptr) {
+  if (p.has_score_mods()) {
     return bf16 ? launch_bwd<BwdD64Mods<__nv_bfloat16>, true>(p, ctx, launched)
                 : launch_bwd<BwdD64Mods<__half>, true>(p, ctx, launched);
   }

@@ -61,7 +61,7 @@ namespace sm90 {
 using BwdScheduler = StaticTileScheduler<false>;
 
 
-// Kernel parameters: TMA descriptors (dims: dim, row, head, batch) and sm80's parameters.
+// Kernel parameters: TMA descriptors (dims: dim, row, head, batch) and the common KernelParams.
 struct BwdParams {
   CUtensorMap q, k, v, dout;
   KernelParams p;

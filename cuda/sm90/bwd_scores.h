@@ -3,7 +3,7 @@
 //
 // A warp holds 16 keys x 8 NS queries as `float s[NS][4]` (the wgmma / mma.sync C layout):
 // s[n][2r + e] is key key0 + g + 8r, query q0 + 8n + 2t + e (g = lane / 4, t = lane % 4).
-// The rules are sm80's (masking.h, dropout.h), only the orientation differs.
+// The rules are common/mask.h's and common/dropout.h's, only the orientation differs.
 #pragma once
 
 #include <climits>

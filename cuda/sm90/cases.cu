@@ -15,7 +15,7 @@ bool takes_backward(const KernelParams& p) {
   if (p.head_dim_pad != 64 && p.head_dim_pad != 128) return false;
   if (p.seqlen_q == 0 || p.seqlen_k == 0) return false;
   // Softcap or ALiBi with dropout at head dim 128: no kernel (it would spill, bwd_d128.cu).
-  const bool score_mods = p.softcap > 0.0f || p.alibi_slopes != nullptr;
+  const bool score_mods = p.has_score_mods();
   if (score_mods && p.has_dropout && p.head_dim_pad == 128) return false;
   return p.cu_q == nullptr || (p.total_q > 0 && p.total_k > 0);
 }

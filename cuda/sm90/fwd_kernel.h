@@ -7,7 +7,7 @@
 //     ring of kStages stages, each load completing on its stage's "full" mbarrier.
 //   - the other warpgroups, the consumers, own 64 query rows each. Per key tile: S = Q K^T
 //     (wgmma, Q and K from shared memory), key-tail / causal mask, online softmax in
-//     registers, dropout (sm80's Philox mask), O += P V (wgmma, P from registers as the A
+//     registers, dropout (common/dropout.h's Philox mask), O += P V (wgmma, P from registers as the A
 //     operand, V read MN-major through the transpose bit). Each warp hands a stage back to
 //     the producer through its "empty" mbarrier once the product that reads it completed.
 //   - Within a warpgroup, S_n = Q K_n^T is issued just before O += P_{n-1} V_{n-1}, and the
@@ -60,7 +60,7 @@ namespace sm90 {
 using FwdScheduler = StaticTileScheduler<true>;
 
 // Kernel parameters: TMA descriptors of Q, K and V (dims: dim, row, head, batch) and of the
-// bias (key, row, head, batch), sm80's parameters, and what fwd_launch.h derives for the
+// bias (key, row, head, batch), the common KernelParams, and what fwd_launch.h derives for the
 // bias and dropout kernels; by value (__grid_constant__).
 struct FwdParams {
   CUtensorMap q, k, v, bias;

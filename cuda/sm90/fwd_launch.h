@@ -90,7 +90,7 @@ fa_status launch_fwd(const KernelParams& p, const LaunchContext& ctx, bool* laun
 
   // Softcap and ALiBi run in kernels of their own (fwd_kernel.h), so that the others carry
   // no trace of them.
-  const bool mods = p.softcap > 0.0f || p.alibi_slopes != nullptr;
+  const bool mods = p.has_score_mods();
   if (mods) {
     return p.has_dropout
                ? launch_variant<Cfg, true, kBias, true>(params, smem_bytes, ctx, launched)

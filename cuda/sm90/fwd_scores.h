@@ -242,7 +242,7 @@ __device__ __forceinline__ void add_staged_bias(float (&s)[NS][4], int dtype, ui
 
 // ---------------------------------------------------------------------------------------
 // Dropout in the permuted order: lane t draws groups 2t + e + 8h of its rows itself.
-// threshold2 = threshold in both 16-bit halves (threshold <= 65535, see dispatch.cu).
+// threshold2 = threshold in both 16-bit halves (threshold <= 65535, see cases.cu).
 // Draw j of a group is the low (j even) or high half of word j / 2; key 16t + 8e + 64h + j
 // is element [8h + j][2r + e].
 // keys: the seed's round keys, from the kernel parameters (constant memory), which saves

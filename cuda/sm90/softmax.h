@@ -121,7 +121,7 @@ struct ScoreMods {
   __device__ float softmax_scale_log2() const { return unit * 1.4426950408889634f; }
   // The ALiBi term per key of distance, in units: -slope / unit (0 without ALiBi).
   __device__ float alibi_step(const KernelParams& p, int b, int h) const {
-    return alibi ? -p.alibi_slopes[b * p.alibi_stride_b + h] / unit : 0.0f;
+    return alibi ? -p.alibi_slope(b, h) / unit : 0.0f;
   }
 };
 

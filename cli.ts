@@ -28,7 +28,14 @@ import {
   referenceValues,
   type Results,
 } from "./src/cli/check.ts";
-import { type Config, describeProblem, parseConfig, USAGE, UsageError } from "./src/cli/config.ts";
+import {
+  type Config,
+  describeProblem,
+  effectiveWindow,
+  parseConfig,
+  USAGE,
+  UsageError,
+} from "./src/cli/config.ts";
 import { backwardFlops, forwardFlops } from "./src/cli/flops.ts";
 import { attentionOptions, makeInputs } from "./src/cli/inputs.ts";
 
@@ -58,7 +65,7 @@ function run(config: Config): number {
     seqlenQ: config.seqlenQ,
     seqlenK: config.seqlenK,
     headDim: config.headDim,
-    causal: config.causal,
+    window: effectiveWindow(config),
   };
   const timing = { device, warmup: config.warmup, iterations: config.iterations };
 

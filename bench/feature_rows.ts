@@ -21,6 +21,7 @@
 
 import { parseArgs } from "node:util";
 import { attention, attentionBackward, Device, Tensor, timeCuda } from "../mod.ts";
+import { visibleScores } from "../src/cli/flops.ts";
 import { randomTensor } from "./seed_inputs.ts";
 
 const BATCH = 1, HEADS = 16, HEAD_DIM = 128;
@@ -123,19 +124,9 @@ export function effectiveWindow(row: FeatureRow): [number, number] {
   return [left, row.causal ? (right < 0 ? 0 : Math.min(right, 0)) : right];
 }
 
-/**
- * Visible (i, j) pairs / (Sq * Sk), counted row by row: row i sees keys
- * [i + Sk - Sq - left, i + Sk - Sq + right] clipped to [0, Sk).
- */
-export function visibleFraction(sq: number, sk: number, [left, right]: [number, number]) {
-  let pairs = 0;
-  for (let i = 0; i < sq; i++) {
-    const diagonal = i + sk - sq;
-    const first = left < 0 ? 0 : Math.max(0, diagonal - left);
-    const last = right < 0 ? sk - 1 : Math.min(sk - 1, diagonal + right);
-    pairs += Math.max(0, last - first + 1);
-  }
-  return pairs / (sq * sk);
+/** Visible fraction of Sq * Sk under a window (src/cli/flops.ts counts the pairs). */
+export function visibleFraction(sq: number, sk: number, window: [number, number]): number {
+  return visibleScores(sq, sk, window) / (sq * sk);
 }
 
 /** Sink logits per head, spread over [-1, 1] (flex_peers.py uses the same values). */

@@ -44,6 +44,7 @@ import {
   swapAxes12,
 } from "./helpers/oracle.ts";
 import { maxAbs, quantize, Rng, toF64, unitRoundoff } from "./helpers/random.ts";
+import { visibleScores } from "../src/cli/flops.ts";
 
 // ---------------------------------------------------------------------------------------------
 // 1. The oracle on closed forms.
@@ -630,4 +631,15 @@ Deno.test("ALiBi [Hq] equals [B, Hq] with the rows repeated; slopes of 0 change 
   } finally {
     disposeTensors(t, { a, ab, zero });
   }
+});
+
+Deno.test("flop counts: visible scores under causal, window and none (src/cli/flops.ts)", () => {
+  assert.equal(visibleScores(4, 4, [-1, -1]), 16);
+  assert.equal(visibleScores(4, 4, [-1, 0]), 10);
+  // Window (1, 0): row 0 sees key 0, rows 1..3 their key and the one before.
+  assert.equal(visibleScores(4, 4, [1, 0]), 7);
+  // Bottom-right causal with Sq < Sk: row 0 sees keys 0..2, row 1 all four.
+  assert.equal(visibleScores(2, 4, [-1, 0]), 7);
+  // Sq > Sk: the first rows see nothing.
+  assert.equal(visibleScores(4, 2, [-1, 0]), 3);
 });

@@ -253,6 +253,12 @@ export function parseConfig(args: string[]): Config | "help" {
   };
 }
 
+/** The window the problem attends through: `--window`, with `--causal` as its right side 0. */
+export function effectiveWindow(config: Config): [number, number] {
+  const [left, right] = config.window ?? [-1, -1];
+  return config.causal ? [left, 0] : [left, right];
+}
+
 /** One line describing the problem: sizes, dtype, layout and options. */
 export function describeProblem(config: Config): string {
   const parts = [

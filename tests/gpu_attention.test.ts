@@ -1189,3 +1189,43 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "gpu: NaN in one query row with each score feature: NaN out and lse in that row only",
+  ignore,
+  fn() {
+    const H = 2, Sq = 130, Sk = 200, D = 64, nanRow = 70;
+    const rng = new Rng(4242);
+    const normals = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+    const q = normals(H * Sq * D), k = normals(H * Sk * D), v = normals(H * Sk * D);
+    q[nanRow * D + 5] = NaN; // head 0, row 70
+    const on = (a: Float32Array, S: number) =>
+      Tensor.fromArray(a, [1, H, S, D], { dtype: "bfloat16", device: gpu() });
+    const tq = on(q, Sq), tk = on(k, Sk), tv = on(v, Sk);
+    const sinks = Tensor.fromArray([0.5, -1], [H], { dtype: "float32", device: gpu() });
+    const slopes = Tensor.fromArray([0.25, 0.0625], [H], { dtype: "float32", device: gpu() });
+    const variants = [
+      ["plain", {}],
+      ["causal window", { causal: true, window: [40, 0] as [number, number] }],
+      ["softcap", { softcap: 5 }],
+      ["sinks", { sinks }],
+      ["alibi", { alibiSlopes: slopes }],
+    ] as const;
+    try {
+      for (const [what, opts] of variants) {
+        const r = attention(tq, tk, tv, opts);
+        const o = r.out.toFloat32(), l = r.lse.toFloat32();
+        assert.ok(Number.isNaN(l[nanRow]), `${what}: lse of the NaN row is ${l[nanRow]}`);
+        assert.ok(o.subarray(nanRow * D, (nanRow + 1) * D).every(Number.isNaN), `${what}: out`);
+        for (let row = 0; row < H * Sq; row++) {
+          if (row === nanRow) continue;
+          assert.ok(!Number.isNaN(l[row]), `${what}: lse[${row}] is NaN`);
+          assertNoNaN(`${what} out row ${row}`, o.subarray(row * D, (row + 1) * D));
+        }
+        disposeTensors(r);
+      }
+    } finally {
+      disposeTensors({ tq, tk, tv, sinks, slopes });
+    }
+  },
+});

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "common/kvcache_params.h"
 #include "common/params.h"
 #include "flashattn.h"
 
@@ -16,5 +17,12 @@ fa_status cpu_backward(const AttentionParams& params);
 fa_status cuda_forward(const AttentionParams& params);
 fa_status cuda_backward(const AttentionParams& params);
 fa_status cuda_backward_workspace_size(const AttentionParams& params, uint64_t* bytes);
+
+// Attention over a KV cache (fa_kvcache_forward) and the merge of partial results.
+fa_status cpu_kvcache_forward(const KvCacheParams& params);
+fa_status cpu_merge(const MergeParams& params);
+fa_status cuda_kvcache_forward(const KvCacheParams& params);
+fa_status cuda_kvcache_workspace_size(const KvCacheParams& params, uint64_t* bytes);
+fa_status cuda_merge(const MergeParams& params);
 
 }  // namespace fa

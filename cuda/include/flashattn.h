@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 /** Bumped on any change of a struct layout or of a function's meaning. */
-#define FA_ABI_VERSION 2u
+#define FA_ABI_VERSION 3u
 
 /** Maximum tensor rank crossing the ABI. */
 #define FA_MAX_DIMS 4
@@ -88,6 +88,11 @@ typedef struct fa_tensor {
 #define FA_FLAG_CAUSAL 1u        /* bottom-right aligned: row i sees key j iff j <= i + Sk - Sq;
                                     the same as window_right = 0 (see fa_forward_args) */
 #define FA_FLAG_DETERMINISTIC 2u /* backward: no floating-point atomics, bitwise repeatable */
+#define FA_FLAG_ROTARY_INTERLEAVED 4u /* fa_kvcache_args: rotary pairs (2m, 2m + 1) instead of
+                                         (m, m + rotary_dim / 2) */
+#define FA_FLAG_ADVANCE_SEQLENS 8u    /* fa_kvcache_args: after the call, cache_seqlens[b] +=
+                                         Snew on the device (stream-ordered), so a replayed
+                                         graph moves every sequence forward by itself */
 
 /**
  * Forward: out = softmax(score, masked, with sink) [dropout] v, lse = logsumexp, where
@@ -190,6 +195,95 @@ typedef struct fa_backward_args {
   fa_tensor dsinks;         /* float32 [Hq]: gradient of sinks; required iff sinks given */
 } fa_backward_args;
 
+/**
+ * Attention over a KV cache (ABI 3): decoding, speculative rows, chunked prefill.
+ *
+ * Shapes (any strides with a contiguous last dim, as in fa_forward):
+ *   q            [B, Hq, Snew, D]   Snew >= 1 new query rows per sequence
+ *   k_cache/v_cache dense [B, capacity, Hkv, D], or, with block_table, paged
+ *                [num_pages, page_size, Hkv, D] (any page_size >= 1); the same dtype as q
+ *   cache_seqlens int32 [B] on q's device: L_b, the rows of sequence b already in the cache
+ *   block_table  optional int32 [B, max_pages_per_seq]: row r of sequence b lives in page
+ *                block_table[b, r / page_size] at row r % page_size; capacity =
+ *                max_pages_per_seq * page_size. Absent: the cache is dense.
+ *   k_new/v_new  optional (both or neither) [B, Hkv, Snew, D]: written into the cache at
+ *                rows L_b .. L_b + Snew - 1 of each sequence, then attended in the same call
+ *   rotary_cos/rotary_sin optional (both or neither) float32 [rotary_rows, rotary_dim / 2],
+ *                rotary_dim even and <= D, rotary_rows >= capacity: q row i and k_new row i
+ *                of sequence b are rotated at position L_b + i before use (only k_new is
+ *                stored rotated; q is not written). Pairs (m, m + rotary_dim / 2), or
+ *                (2m, 2m + 1) with FA_FLAG_ROTARY_INTERLEAVED; dims >= rotary_dim unchanged.
+ *   out          like q; lse optional float32 [B, Hq, Snew]
+ *   sinks, alibi_slopes, window_left/right, softcap, scale, FA_FLAG_CAUSAL: as fa_forward.
+ *
+ * Sequence b attends with Sq = Snew query rows over Sk = L_b + Snew keys (L_b without
+ * k_new), bottom-right aligned: exactly fa_forward over the cache rows [0, Sk) gathered
+ * into a dense [1, Hkv, Sk, D]. Query head h reads kv head h / (Hq / Hkv).
+ *
+ * Trust, as for nested cu_seqlens (see fa_forward_args):
+ * - max_seqlen_k == 0 (or CPU tensors): the library reads cache_seqlens (and the block
+ *   table's used entries) to the host, ordered on `stream` with a sync of that stream,
+ *   and refuses L_b < 0, L_b + Snew > capacity, and page indices outside [0, num_pages)
+ *   (argument named) before anything is written.
+ * - max_seqlen_k > 0 on CUDA: nothing is read or synchronized (graph-capturable); the
+ *   caller promises L_b + Snew <= max_seqlen_k <= capacity and valid page indices. Kernels
+ *   clamp lengths and page indices, so a broken promise gives wrong numbers (and writes of
+ *   k_new inside the cache), never accesses outside the tensors.
+ *
+ * num_splits: 0 = the library splits the keys of each sequence across blocks when B * Hkv
+ * alone would not fill the GPU (from the multiprocessor count and max_seqlen_k, else the
+ * capacity) and merges the parts exactly (fa_merge's rule); 1 = no split; n > 1 = n parts.
+ * Splitting needs workspace: fa_kvcache_workspace_size gives its bytes for these
+ * arguments; workspace 0 takes it from the library's stream-ordered pool.
+ *
+ * Graph capture (fa_graph_*): with max_seqlen_k > 0 and a caller workspace, a call issues
+ * only kernel launches on `stream`: no allocation, no host synchronization.
+ * FA_FLAG_ADVANCE_SEQLENS makes the call end by adding Snew to each cache_seqlens[b].
+ * On an error nothing has been written (the cache is never left half-appended).
+ */
+typedef struct fa_kvcache_args {
+  uint32_t abi_version; /* FA_ABI_VERSION */
+  uint32_t struct_size; /* sizeof(fa_kvcache_args) */
+  fa_tensor q, k_cache, v_cache, cache_seqlens, block_table, k_new, v_new;
+  fa_tensor rotary_cos, rotary_sin, out, lse, sinks, alibi_slopes;
+  float scale;          /* > 0 and finite */
+  float softcap;        /* 0 = off, else > 0 and finite */
+  int32_t window_left;  /* as fa_forward_args */
+  int32_t window_right;
+  uint32_t flags;       /* FA_FLAG_CAUSAL, FA_FLAG_ROTARY_INTERLEAVED, FA_FLAG_ADVANCE_SEQLENS */
+  int32_t num_splits;   /* 0 = heuristic, 1 = no split, n > 1 = n parts (at most 256) */
+  int32_t max_seqlen_k; /* 0 = read and check cache_seqlens; > 0 = trusted bound (above) */
+  int32_t reserved;     /* must be 0 */
+  uint64_t stream;      /* cudaStream_t (0 = legacy default stream) */
+  uint64_t workspace;   /* device scratch for the split parts (0 = library pool) */
+  uint64_t workspace_bytes;
+} fa_kvcache_args;
+
+/**
+ * Merge of partial attention results: given parts (out_i, lse_i) of the same query rows
+ * over disjoint key sets, computes the attention over their union, exactly:
+ *   lse = log(sum_i exp(lse_i)),  out = sum_i exp(lse_i - lse) * out_i.
+ * Parts whose lse is -inf (no visible key) contribute nothing; a row where every part is
+ * -inf gets out = 0, lse = -inf; NaN propagates. This is the split-KV combine step, and
+ * the building block of attention spread over several GPUs (ring / context parallelism):
+ * each GPU attends its keys, the parts meet in one call.
+ *
+ * parts: host address of 2 * num_parts fa_tensor, in the order out_0, lse_0, out_1, ...
+ *   out_i [B, H, S, D] (or nested [T, H, D]), float16, bfloat16 or float32;
+ *   lse_i [B, H, S] (nested [T, H]) float32; every part the shape of `out` / `lse`.
+ * out: like a part (any of the three dtypes); lse: optional. 1 <= num_parts <= 256.
+ * Every tensor on one device (or the CPU); out and lse may not overlap any part.
+ */
+typedef struct fa_merge_args {
+  uint32_t abi_version;
+  uint32_t struct_size;
+  uint64_t parts;      /* const fa_tensor* (host memory), 2 * num_parts entries */
+  int32_t num_parts;
+  int32_t reserved;    /* must be 0 */
+  fa_tensor out, lse;
+  uint64_t stream;
+} fa_merge_args;
+
 /** Device properties; name is NUL-terminated. */
 typedef struct fa_device_info {
   char name[256];
@@ -248,6 +342,21 @@ FA_API int32_t fa_forward(const fa_forward_args* args);
 FA_API int32_t fa_backward(const fa_backward_args* args);
 /** Bytes of workspace fa_backward wants for these arguments (0 on the CPU). */
 FA_API int32_t fa_backward_workspace_size(const fa_backward_args* args, uint64_t* bytes);
+/** Attention over a KV cache, with optional append and rotary (see fa_kvcache_args). */
+FA_API int32_t fa_kvcache_forward(const fa_kvcache_args* args);
+/** Bytes of workspace fa_kvcache_forward wants for these arguments (0 when unsplit / CPU). */
+FA_API int32_t fa_kvcache_workspace_size(const fa_kvcache_args* args, uint64_t* bytes);
+/** Merge of partial results (see fa_merge_args). */
+FA_API int32_t fa_merge(const fa_merge_args* args);
+
+/* ---- CUDA graphs ----
+ * Capture of the work issued on a stream (thread-local capture mode: the capturing thread
+ * may not synchronize or allocate outside the stream), then replay with one launch. */
+FA_API int32_t fa_graph_begin_capture(int32_t device, uint64_t stream);
+/** Ends the capture and instantiates it: *graph is an executable graph handle. */
+FA_API int32_t fa_graph_end_capture(int32_t device, uint64_t stream, uint64_t* graph);
+FA_API int32_t fa_graph_launch(int32_t device, uint64_t graph, uint64_t stream);
+FA_API int32_t fa_graph_destroy(int32_t device, uint64_t graph);
 
 #ifdef __cplusplus
 }

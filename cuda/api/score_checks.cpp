@@ -43,16 +43,6 @@ fa_status check_alibi_slopes(const fa_tensor& slopes, const Problem& problem) {
   return FA_OK;
 }
 
-// [first, last] bytes a tensor's elements touch; false when it has none.
-bool byte_extent(const fa_tensor& tensor, uint64_t* first, uint64_t* last) {
-  if (tensor.data == 0 || element_count(tensor) == 0) return false;
-  int64_t reach = 0;
-  for (int32_t d = 0; d < tensor.ndim; ++d) reach += (tensor.shape[d] - 1) * tensor.stride[d];
-  *first = tensor.data;
-  *last = tensor.data + uint64_t((reach + 1) * dtype_size(tensor.dtype)) - 1;
-  return true;
-}
-
 }  // namespace
 
 fa_status check_score_scalars(const Request& request) {
@@ -101,20 +91,7 @@ fa_status check_score_tensors(const Request& request, const Problem& problem) {
 
 fa_status check_dsinks_disjoint(const Request& request, const std::vector<NamedTensor>& all) {
   if (!present(request.dsinks)) return FA_OK;
-  uint64_t first = 0, last = 0;
-  if (!byte_extent(*request.dsinks, &first, &last)) return FA_OK;
-  for (const NamedTensor& named : all) {
-    if (named.tensor == request.dsinks) continue;
-    uint64_t other_first = 0, other_last = 0;
-    if (!byte_extent(*named.tensor, &other_first, &other_last)) continue;
-    if (first <= other_last && other_first <= last) {
-      return fail(FA_ERR_INVALID_ARGUMENT,
-                  "dsinks: its memory [0x%" PRIx64 ", 0x%" PRIx64 "] overlaps %s's; an output "
-                  "may not share memory with another tensor of the call",
-                  first, last, named.name);
-    }
-  }
-  return FA_OK;
+  return check_disjoint("dsinks", *request.dsinks, all);
 }
 
 }  // namespace fa

@@ -201,6 +201,33 @@ fa_status check_no_overlap(const char* name, const fa_tensor& tensor, uint32_t r
   return FA_OK;
 }
 
+bool byte_extent(const fa_tensor& tensor, uint64_t* first, uint64_t* last) {
+  if (tensor.data == 0 || element_count(tensor) == 0) return false;
+  int64_t reach = 0;
+  for (int32_t d = 0; d < tensor.ndim; ++d) reach += (tensor.shape[d] - 1) * tensor.stride[d];
+  *first = tensor.data;
+  *last = tensor.data + uint64_t((reach + 1) * dtype_size(tensor.dtype)) - 1;
+  return true;
+}
+
+fa_status check_disjoint(const char* name, const fa_tensor& tensor,
+                         const std::vector<NamedTensor>& all) {
+  uint64_t first = 0, last = 0;
+  if (!byte_extent(tensor, &first, &last)) return FA_OK;
+  for (const NamedTensor& named : all) {
+    if (named.tensor == &tensor) continue;
+    uint64_t other_first = 0, other_last = 0;
+    if (!byte_extent(*named.tensor, &other_first, &other_last)) continue;
+    if (first <= other_last && other_first <= last) {
+      return fail(FA_ERR_INVALID_ARGUMENT,
+                  "%s: its memory [0x%" PRIx64 ", 0x%" PRIx64 "] overlaps %s's; an output "
+                  "may not share memory with another tensor of the call",
+                  name, first, last, named.name);
+    }
+  }
+  return FA_OK;
+}
+
 fa_status check_alignment(const char* name, const fa_tensor& tensor, int64_t base_bytes,
                           int64_t stride_elements) {
   if (element_count(tensor) == 0) return FA_OK;

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "api/request.h"
 #include "flashattn.h"
 
 namespace fa {
@@ -42,6 +44,14 @@ fa_status check_last_contiguous(const char* name, const fa_tensor& tensor);
 // An output: no two elements share an address. Dims flagged in reducible_dims (bit d) may
 // have stride 0 (dbias: summed over); they are left out of the check.
 fa_status check_no_overlap(const char* name, const fa_tensor& tensor, uint32_t reducible_dims);
+
+// [first, last] bytes a tensor's elements touch; false when it has none.
+bool byte_extent(const fa_tensor& tensor, uint64_t* first, uint64_t* last);
+
+// An output `name` shares no byte with any other tensor of `all` (entries that are `tensor`
+// itself are skipped): the per-tensor overlap check covers the elements of one tensor only.
+fa_status check_disjoint(const char* name, const fa_tensor& tensor,
+                         const std::vector<NamedTensor>& all);
 
 // data aligned to `base_bytes` and every stride of a dim with size > 1 except the last a
 // multiple of `stride_elements`.

@@ -26,19 +26,6 @@ constexpr uint32_t kKnownFlags = FA_FLAG_CAUSAL | FA_FLAG_DETERMINISTIC;
 // strides are not multiples of 8 elements, through aligned temporaries; see cuda_backend.cpp.)
 constexpr int64_t kCudaBaseAlignment = 16;
 
-fa_status check_struct_header(uint32_t abi_version, uint32_t struct_size, size_t expected_size,
-                              const char* type) {
-  if (abi_version != FA_ABI_VERSION) {
-    return fail(FA_ERR_ABI_MISMATCH, "args: abi_version %u, library expects %u", abi_version,
-                FA_ABI_VERSION);
-  }
-  if (struct_size != expected_size) {
-    return fail(FA_ERR_ABI_MISMATCH, "args: struct_size %u, library expects %zu (sizeof %s)",
-                struct_size, expected_size, type);
-  }
-  return FA_OK;
-}
-
 fa_status check_scalars(const Request& request) {
   if (request.reserved != 0) {
     return fail(FA_ERR_INVALID_ARGUMENT, "reserved: must be 0, got %d", request.reserved);
@@ -177,38 +164,9 @@ fa_status check_shapes(const Request& request, Problem* problem) {
   return check_score_tensors(request, *problem);
 }
 
-// One device for all; on CUDA an existing ordinal and real device memory of it; on the CPU
-// no CUDA device memory (checked only where a CUDA device exists: the count is cached).
+// One device for all (q's), real memory of it, and the workspace (see check_one_device).
 fa_status check_devices(const Request& request, const std::vector<NamedTensor>& all) {
-  const int32_t device = request.q->device;
-  for (const NamedTensor& named : all) {
-    if (named.tensor->device != device) {
-      return fail(FA_ERR_INVALID_ARGUMENT, "%s: on %s, q is on %s", named.name,
-                  device_name(named.tensor->device).c_str(), device_name(device).c_str());
-    }
-  }
-  if (device == FA_DEVICE_CPU) {
-    if (cached_cuda_device_count() == 0) return FA_OK;
-    for (const NamedTensor& named : all) {
-      if (named.tensor->data == 0) continue;  // an empty required tensor
-      if (const fa_status s = check_host_pointer(named.name, named.tensor->data)) return s;
-    }
-    return FA_OK;
-  }
-  if (const fa_status s = check_cuda_ordinal("q", device)) return s;
-  for (const NamedTensor& named : all) {
-    if (named.tensor->data == 0) continue;  // an empty required tensor
-    if (const fa_status s = check_device_pointer(named.name, named.tensor->data, device)) return s;
-  }
-  if (request.workspace != 0) {
-    if (const fa_status s = check_device_pointer("workspace", request.workspace, device)) return s;
-    if (request.workspace % kCudaBaseAlignment != 0) {
-      return fail(FA_ERR_INVALID_ARGUMENT,
-                  "workspace: address 0x%" PRIx64 " is not %" PRId64 "-byte aligned",
-                  request.workspace, kCudaBaseAlignment);
-    }
-  }
-  return FA_OK;
+  return check_one_device(all, request.workspace);
 }
 
 // Element alignment, contiguous last dims, and outputs with one address per element.
@@ -293,6 +251,54 @@ Request shared_fields(const Args& args) {
 }
 
 }  // namespace
+
+fa_status check_struct_header(uint32_t abi_version, uint32_t struct_size, size_t expected_size,
+                              const char* type) {
+  if (abi_version != FA_ABI_VERSION) {
+    return fail(FA_ERR_ABI_MISMATCH, "args: abi_version %u, library expects %u", abi_version,
+                FA_ABI_VERSION);
+  }
+  if (struct_size != expected_size) {
+    return fail(FA_ERR_ABI_MISMATCH, "args: struct_size %u, library expects %zu (sizeof %s)",
+                struct_size, expected_size, type);
+  }
+  return FA_OK;
+}
+
+fa_status check_one_device(const std::vector<NamedTensor>& all, uint64_t workspace) {
+  if (all.empty()) return FA_OK;
+  const char* reference = all.front().name;
+  const int32_t device = all.front().tensor->device;
+  for (const NamedTensor& named : all) {
+    if (named.tensor->device != device) {
+      return fail(FA_ERR_INVALID_ARGUMENT, "%s: on %s, %s is on %s", named.name,
+                  device_name(named.tensor->device).c_str(), reference,
+                  device_name(device).c_str());
+    }
+  }
+  if (device == FA_DEVICE_CPU) {
+    if (cached_cuda_device_count() == 0) return FA_OK;
+    for (const NamedTensor& named : all) {
+      if (named.tensor->data == 0) continue;  // an empty required tensor
+      if (const fa_status s = check_host_pointer(named.name, named.tensor->data)) return s;
+    }
+    return FA_OK;
+  }
+  if (const fa_status s = check_cuda_ordinal(reference, device)) return s;
+  for (const NamedTensor& named : all) {
+    if (named.tensor->data == 0) continue;  // an empty required tensor
+    if (const fa_status s = check_device_pointer(named.name, named.tensor->data, device)) return s;
+  }
+  if (workspace != 0) {
+    if (const fa_status s = check_device_pointer("workspace", workspace, device)) return s;
+    if (workspace % kCudaBaseAlignment != 0) {
+      return fail(FA_ERR_INVALID_ARGUMENT,
+                  "workspace: address 0x%" PRIx64 " is not %" PRId64 "-byte aligned",
+                  workspace, kCudaBaseAlignment);
+    }
+  }
+  return FA_OK;
+}
 
 fa_status validate_forward(const fa_forward_args* args, AttentionParams* params) {
   if (args == nullptr) return fail(FA_ERR_INVALID_ARGUMENT, "args: null pointer");

@@ -88,6 +88,44 @@ std::string build_layout() {
   FA_LAYOUT_FIELD(fa_backward_args, reserved2);
   FA_LAYOUT_FIELD(fa_backward_args, dsinks);
 
+  FA_LAYOUT_STRUCT(fa_kvcache_args);
+  FA_LAYOUT_FIELD(fa_kvcache_args, abi_version);
+  FA_LAYOUT_FIELD(fa_kvcache_args, struct_size);
+  FA_LAYOUT_FIELD(fa_kvcache_args, q);
+  FA_LAYOUT_FIELD(fa_kvcache_args, k_cache);
+  FA_LAYOUT_FIELD(fa_kvcache_args, v_cache);
+  FA_LAYOUT_FIELD(fa_kvcache_args, cache_seqlens);
+  FA_LAYOUT_FIELD(fa_kvcache_args, block_table);
+  FA_LAYOUT_FIELD(fa_kvcache_args, k_new);
+  FA_LAYOUT_FIELD(fa_kvcache_args, v_new);
+  FA_LAYOUT_FIELD(fa_kvcache_args, rotary_cos);
+  FA_LAYOUT_FIELD(fa_kvcache_args, rotary_sin);
+  FA_LAYOUT_FIELD(fa_kvcache_args, out);
+  FA_LAYOUT_FIELD(fa_kvcache_args, lse);
+  FA_LAYOUT_FIELD(fa_kvcache_args, sinks);
+  FA_LAYOUT_FIELD(fa_kvcache_args, alibi_slopes);
+  FA_LAYOUT_FIELD(fa_kvcache_args, scale);
+  FA_LAYOUT_FIELD(fa_kvcache_args, softcap);
+  FA_LAYOUT_FIELD(fa_kvcache_args, window_left);
+  FA_LAYOUT_FIELD(fa_kvcache_args, window_right);
+  FA_LAYOUT_FIELD(fa_kvcache_args, flags);
+  FA_LAYOUT_FIELD(fa_kvcache_args, num_splits);
+  FA_LAYOUT_FIELD(fa_kvcache_args, max_seqlen_k);
+  FA_LAYOUT_FIELD(fa_kvcache_args, reserved);
+  FA_LAYOUT_FIELD(fa_kvcache_args, stream);
+  FA_LAYOUT_FIELD(fa_kvcache_args, workspace);
+  FA_LAYOUT_FIELD(fa_kvcache_args, workspace_bytes);
+
+  FA_LAYOUT_STRUCT(fa_merge_args);
+  FA_LAYOUT_FIELD(fa_merge_args, abi_version);
+  FA_LAYOUT_FIELD(fa_merge_args, struct_size);
+  FA_LAYOUT_FIELD(fa_merge_args, parts);
+  FA_LAYOUT_FIELD(fa_merge_args, num_parts);
+  FA_LAYOUT_FIELD(fa_merge_args, reserved);
+  FA_LAYOUT_FIELD(fa_merge_args, out);
+  FA_LAYOUT_FIELD(fa_merge_args, lse);
+  FA_LAYOUT_FIELD(fa_merge_args, stream);
+
   FA_LAYOUT_STRUCT(fa_device_info);
   FA_LAYOUT_FIELD(fa_device_info, name);
   FA_LAYOUT_FIELD(fa_device_info, major);

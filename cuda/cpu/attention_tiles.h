@@ -75,5 +75,13 @@ void compute_scores(const AttentionParams& params, const SequenceSpan& span, con
 // factors[r][c] = 1 / (1 - p) where element (b, h, i0 + r, j0 + c) survives dropout, else 0.
 void dropout_factors(const AttentionParams& params, const Tile& tile, float* factors);
 
+// The attention of row block `block` (rows [block * kRowBlock, ...) of sequence b, query
+// head h), over split `split` of `num_splits` of the key blocks it visits (key_blocks of
+// common/mask.h; 0 of 1 = all), normalized in float32: out[r][D] and lse[r] for the rows
+// returned (0 past the sequence). `sink` (-inf = none) joins the denominator. No dropout
+// factors are applied unless params.dropout_p > 0 (forward.cpp).
+int64_t attend_row_block(const AttentionParams& params, int64_t b, int64_t h, int64_t block,
+                         int split, int num_splits, float sink, float* out, float* lse);
+
 }  // namespace cpu
 }  // namespace fa

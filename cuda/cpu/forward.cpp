@@ -1,6 +1,7 @@
 // forward.cpp: the CPU reference forward. One work item = one row block of one (batch, head);
 // it streams over key blocks with an online softmax (running max and sum per row), exactly
-// the GPU kernels' algorithm, in float32.
+// the GPU kernels' algorithm, in float32. attend_row_block is shared with the KV-cache
+// forward (kvcache.cpp), which also runs it on one split of the keys.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,10 +19,13 @@ namespace {
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
 
-void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int64_t block) {
+}  // namespace
+
+int64_t attend_row_block(const AttentionParams& params, int64_t b, int64_t h, int64_t block,
+                         int split, int num_splits, float sink, float* out, float* lse) {
   const SequenceSpan span = sequence_span(params, b);
   const int64_t i0 = block * kRowBlock;
-  if (i0 >= span.q_len) return;
+  if (i0 >= span.q_len) return 0;
   const int64_t rows = std::min(kRowBlock, span.q_len - i0);
   const int64_t depth = params.head_dim;
   const int64_t kv_head = h / (params.heads_q / params.heads_kv);
@@ -37,8 +41,9 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
   load_rows(params, params.q, b, h, span.q_start + i0, rows, q.data());
 
   // Key blocks no row of the block sees are skipped (common/mask.h).
-  const KeyBlocks blocks =
-      key_blocks(params.key_range(span.q_len, span.k_len), i0, i0 + rows, int(kColBlock));
+  // Split-KV: this part's share of them, as the GPU kernels split.
+  const KeyBlocks blocks = key_blocks(params.key_range(span.q_len, span.k_len), i0, i0 + rows,
+                                      int(kColBlock), split, num_splits);
   float weights[kColBlock];
   for (int64_t j0 = blocks.first * kColBlock; j0 < blocks.last * kColBlock; j0 += kColBlock) {
     const Tile tile{b, h, i0, rows, j0, std::min(kColBlock, span.k_len - j0)};
@@ -77,27 +82,40 @@ void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int6
   // The head's sink joins the normalizer only now, after the keys: folding it in here
   // keeps the running maximum of the loop above a maximum over scores, and the final
   // max(row_max, sink) keeps every exponent <= 0 whichever of the two is larger.
-  const float sink = params.sinks != nullptr ? params.sinks[h] : kNegativeInfinity;
-  std::vector<float> out_row(depth);
   for (int64_t r = 0; r < rows; ++r) {
-    float inverse = 0.0f, lse = kNegativeInfinity;
+    float inverse = 0.0f, row_lse = kNegativeInfinity;
     if (sink != kNegativeInfinity) {
       // With a sink: a row that saw no key (row_max -inf, row_sum 0) gets out 0, lse = sink.
       const float top = std::max(row_max[r], sink);
       const float keys_scale = std::exp(row_max[r] - top);  // 0 when row_max is -inf
       const float total = row_sum[r] * keys_scale + std::exp(sink - top);
       inverse = keys_scale / total;
-      lse = top + std::log(total);
+      row_lse = top + std::log(total);
     } else if (row_sum[r] != 0.0f) {
       inverse = 1.0f / row_sum[r];
-      lse = row_max[r] + std::log(row_sum[r]);
+      row_lse = row_max[r] + std::log(row_sum[r]);
     }
-    if (row_nan[r]) inverse = lse = std::numeric_limits<float>::quiet_NaN();
+    if (row_nan[r]) inverse = row_lse = std::numeric_limits<float>::quiet_NaN();
     // A row that saw no key and has no sink keeps row_sum 0: output 0, lse -inf, never NaN.
-    for (int64_t d = 0; d < depth; ++d) out_row[d] = acc[r * depth + d] * inverse;
-    store_row(out_row.data(), params.dtype, depth,
+    for (int64_t d = 0; d < depth; ++d) out[r * depth + d] = acc[r * depth + d] * inverse;
+    lse[r] = row_lse;
+  }
+  return rows;
+}
+
+namespace {
+
+void forward_row_block(const AttentionParams& params, int64_t b, int64_t h, int64_t block) {
+  const SequenceSpan span = sequence_span(params, b);
+  const int64_t depth = params.head_dim;
+  std::vector<float> out(kRowBlock * depth), lse(kRowBlock);
+  const float sink = params.sinks != nullptr ? params.sinks[h] : kNegativeInfinity;
+  const int64_t rows = attend_row_block(params, b, h, block, 0, 1, sink, out.data(), lse.data());
+  const int64_t i0 = block * kRowBlock;
+  for (int64_t r = 0; r < rows; ++r) {
+    store_row(out.data() + r * depth, params.dtype, depth,
               row_pointer(params.out, b, h, span.q_start + i0 + r));
-    if (params.lse.ptr != nullptr) *lse_pointer(params.lse, b, h, span.q_start + i0 + r) = lse;
+    if (params.lse.ptr != nullptr) *lse_pointer(params.lse, b, h, span.q_start + i0 + r) = lse[r];
   }
 }
 

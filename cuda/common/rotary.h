@@ -1,0 +1,37 @@
+// rotary.h: the rotary embedding of one row at one position, the rule of every backend
+// (KvCacheParams::rotary): position t rotates the pair (x1, x2) of frequency m, m <
+// dim / 2, into (x1 cos[t, m] - x2 sin[t, m], x1 sin[t, m] + x2 cos[t, m]) in float32.
+// The pair is (m, m + dim / 2), or (2m, 2m + 1) when interleaved; dims >= dim unchanged.
+// Callers round the result to the input dtype before using it (q) or storing it (k_new).
+#pragma once
+
+#include "common/philox.h"  // FA_HOST_DEVICE
+
+namespace fa {
+
+// Indices of the two elements of frequency m's pair.
+FA_HOST_DEVICE int rotary_first(int m, bool interleaved) {
+  return interleaved ? 2 * m : m;
+}
+FA_HOST_DEVICE int rotary_second(int m, int dim, bool interleaved) {
+  return interleaved ? 2 * m + 1 : m + dim / 2;
+}
+
+// Rotates the pair (x1, x2) in place by the angle whose cosine and sine are given.
+FA_HOST_DEVICE void rotate_pair(float& x1, float& x2, float cos_value, float sin_value) {
+  const float rotated1 = x1 * cos_value - x2 * sin_value;
+  const float rotated2 = x1 * sin_value + x2 * cos_value;
+  x1 = rotated1;
+  x2 = rotated2;
+}
+
+// Rotates row[0, dim) in place with the table rows cos_row / sin_row (dim / 2 entries each).
+FA_HOST_DEVICE void rotate_row(float* row, int dim, bool interleaved, const float* cos_row,
+                               const float* sin_row) {
+  for (int m = 0; m < dim / 2; ++m) {
+    rotate_pair(row[rotary_first(m, interleaved)], row[rotary_second(m, dim, interleaved)],
+                cos_row[m], sin_row[m]);
+  }
+}
+
+}  // namespace fa

@@ -61,6 +61,8 @@ struct KernelParams {
 
   const int32_t* cu_q = nullptr;  // nested batches: prefix sums, else nullptr
   const int32_t* cu_k = nullptr;
+  const int32_t* seqused_k = nullptr;  // dense: keys used per sequence (params.h), or nullptr
+  int seqused_k_add = 0;
 
   int batch = 0, heads_q = 0, heads_kv = 0, group = 1;  // group = heads_q / heads_kv
   int head_dim = 0;

@@ -47,6 +47,8 @@ inline KernelParams make_params(const AttentionParams& ap) {
   p.bias = view(ap.bias);
   p.cu_q = ap.cu_seqlens_q;
   p.cu_k = ap.cu_seqlens_k;
+  p.seqused_k = ap.seqused_k;
+  p.seqused_k_add = ap.seqused_k_add;
   p.batch = int(ap.batch);
   p.heads_q = int(ap.heads_q);
   p.heads_kv = int(ap.heads_kv);

@@ -70,6 +70,11 @@ struct AttentionParams {
   // 0 for dense batches.
   int64_t total_q = 0;
   int64_t total_k = 0;
+  // Dense batches (CUDA forward only): sequence b uses keys [0, seqused_k[b] + seqused_k_add)
+  // of its seqlen_k rows, clamped to [0, seqlen_k] on the device, so a KV cache's lengths
+  // never leave the GPU (kvcache_prefill.cpp). nullptr: every sequence uses seqlen_k keys.
+  const int32_t* seqused_k = nullptr;
+  int32_t seqused_k_add = 0;
 
   Operand q, k, v, out;
   LseOperand lse;  // forward: may be absent (ptr == nullptr); backward: required

@@ -36,6 +36,10 @@ struct SeqInfo {
       k_row0 = 0;
       sq = p.seqlen_q;
       sk = p.seqlen_k;
+      if (p.seqused_k != nullptr) {  // a KV cache's length, on the device, clamped
+        const int64_t used = int64_t(p.seqused_k[b]) + p.seqused_k_add;
+        sk = used < 0 ? 0 : (used > p.seqlen_k ? p.seqlen_k : int(used));
+      }
     }
   }
 

@@ -409,8 +409,9 @@ __device__ __forceinline__ void consume(const FwdParams& P,
       for (int kk = 0; kk < PK; ++kk) acc_to_a<T>(pa[kk], s[0], kk);
     };
     // Nested batches: the rows of the first visited key tile (the sequence's last) past
-    // `valid` are the next sequence's. P is 0 there, but 0 * Inf = NaN, so they are zeroed
-    // before P V reads them (a dense batch gets zeros from the TMA's out-of-bounds fill).
+    // `valid` are the next sequence's; with seqused_k (a KV cache), rows the cache has not
+    // filled. P is 0 there, but 0 * Inf = NaN, so they are zeroed before P V reads them (a
+    // plain dense batch gets zeros from the TMA's out-of-bounds fill).
     // Both consumer warpgroups take part; `thread` is 0..255 among them.
     auto clear_foreign_v_rows = [&](int valid, int thread) {
       if (valid >= BN) return;  // uniform over the block
@@ -438,7 +439,7 @@ __device__ __forceinline__ void consume(const FwdParams& P,
     pin(s[0]);
     release(sm.k_empty(0));
     softmax_tile(0);  // its correction multiplies the zero O: harmless
-    if (p.cu_k != nullptr) {
+    if (p.cu_k != nullptr || p.seqused_k != nullptr) {  // rows past sk are not zero-filled
       clear_foreign_v_rows(seq.sk - (n_last - 1) * BN, cw * 128 + warp * 32 + lane);
     }
 

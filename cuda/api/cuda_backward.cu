@@ -25,25 +25,6 @@
 namespace fa {
 namespace {
 
-// Frees a library-allocated workspace on the stream when the backward returns.
-class StreamBuffer {
- public:
-  StreamBuffer(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
-  ~StreamBuffer() {
-    if (ptr_ != nullptr) (void)scratch_free(ptr_, stream_);
-  }
-  fa_status allocate(uint64_t bytes) {
-    FA_CUDA_CHECK(scratch_allocate(&ptr_, bytes, device_, stream_));
-    return FA_OK;
-  }
-  void* get() const { return ptr_; }
-
- private:
-  int device_;
-  cudaStream_t stream_;
-  void* ptr_ = nullptr;
-};
-
 int dbias_finish_blocks(const KernelParams& p) {
   const int64_t total = int64_t(p.dbias_sum_b ? 1 : p.batch) * (p.dbias_sum_h ? 1 : p.heads_q) *
                         (p.dbias_sum_row ? 1 : p.seqlen_q) * int64_t(p.seqlen_k);
@@ -59,7 +40,7 @@ fa_status run_backward(KernelParams& p, bool bf16, bool deterministic, void* wor
   StreamBuffer owned(ctx.device, ctx.stream);
   char* ws = static_cast<char*>(workspace);
   if (plan.total_bytes > 0 && (ws == nullptr || workspace_bytes < plan.total_bytes)) {
-    if (const fa_status s = owned.allocate(plan.total_bytes)) return s;
+    FA_CUDA_CHECK(owned.allocate(plan.total_bytes));
     ws = static_cast<char*>(owned.get());
   }
 

@@ -24,4 +24,24 @@ cudaError_t scratch_allocate(void** ptr, uint64_t bytes, int device, cudaStream_
 // Returns memory from scratch_allocate, stream-ordered after the work already on `stream`.
 cudaError_t scratch_free(void* ptr, cudaStream_t stream);
 
+// A library-allocated temporary, returned to the pool on its stream when it goes out of
+// scope (after the work queued on that stream by then).
+class StreamBuffer {
+ public:
+  StreamBuffer(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+  ~StreamBuffer() {
+    if (ptr_ != nullptr) (void)scratch_free(ptr_, stream_);
+  }
+  // cudaErrorMemoryAllocation when the device has no room (see scratch_allocate).
+  cudaError_t allocate(uint64_t bytes) { return scratch_allocate(&ptr_, bytes, device_, stream_); }
+  void* get() const { return ptr_; }
+
+ private:
+  int device_;
+  cudaStream_t stream_;
+  void* ptr_ = nullptr;
+};
+
 }  // namespace fa

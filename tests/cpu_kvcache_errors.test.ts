@@ -385,7 +385,7 @@ Deno.test("kvcache errors: rotary tables of bad shapes or dtypes", () => {
   using s = new Setup();
   const table = (rows: number, half: number, dtype: "float32" | "float16" = "float32") =>
     s.tensor([rows, half], dtype);
-  using cos = table(CAPACITY, D / 2), sin = table(CAPACITY, D / 2);
+  using cos = table(CAPACITY, D / 2);
   using wide = table(CAPACITY, D), short = table(CAPACITY - 1, D / 2);
   using half16 = table(CAPACITY, D / 2, "float16"), other = table(CAPACITY, D / 4);
   const cases: [string, Tensor, Tensor, string][] = [

@@ -522,12 +522,21 @@ export class KVCache implements Disposable {
     for (let b = 0; b < this.batch; b++) table.set(pool.pagesOf(b), b * columns);
     using host = Tensor.fromArray(table, [this.batch, columns]);
     copyInto(this.#table!, 0, host);
+    this.#landed();
   }
 
   #uploadLengths(lengths: readonly number[]): void {
     using host = Tensor.fromArray(Int32Array.from(lengths), [this.batch]);
     copyInto(this.#seqlens, 0, host);
+    this.#landed();
     lengths.forEach((length, b) => this.#lengths[b] = length);
+  }
+
+  // An upload from pageable host memory may return before its DMA is done, and a kernel on
+  // a non-blocking stream does not wait for it: wait here (uploads are rare: a new page
+  // every pageSize rows, or a host edit), so the next call reads the new values.
+  #landed(): void {
+    this.device.synchronize();
   }
 }
 

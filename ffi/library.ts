@@ -189,7 +189,8 @@ export function loadLibrary(): LoadedLibrary {
     );
   }
   loaded = {
-    symbols: library.symbols,
+    // The version matched, so the symbols optional for older libraries are all there.
+    symbols: library.symbols as FlashAttentionSymbols,
     location,
     version: readCString(library.symbols.fa_version()),
   };

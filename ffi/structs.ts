@@ -6,7 +6,7 @@
  */
 
 /** The ABI version this package was written for (`FA_ABI_VERSION`). */
-export const ABI_VERSION: number = 2;
+export const ABI_VERSION: number = 3;
 
 /** Maximum tensor rank crossing the ABI (`FA_MAX_DIMS`). */
 export const MAX_DIMS: number = 4;
@@ -18,6 +18,10 @@ export const DEVICE_CPU: number = -1;
 export const FLAG_CAUSAL: number = 1;
 /** `FA_FLAG_DETERMINISTIC`: backward without floating-point atomics. */
 export const FLAG_DETERMINISTIC: number = 2;
+/** `FA_FLAG_ROTARY_INTERLEAVED`: rotary pairs (2m, 2m + 1) instead of (m, m + dim / 2). */
+export const FLAG_ROTARY_INTERLEAVED: number = 4;
+/** `FA_FLAG_ADVANCE_SEQLENS`: the KV-cache call ends by adding Snew to each cache length. */
+export const FLAG_ADVANCE_SEQLENS: number = 8;
 
 /** How a field of an ABI struct is stored; each kind has C's natural size and alignment. */
 export type FieldKind = "u32" | "i32" | "f32" | "u64" | "i64x4" | "tensor" | "char256";
@@ -141,6 +145,33 @@ export const ABI_LAYOUT: Readonly<Record<string, StructLayout>> = {
     ...SCORE_FEATURES,
     ["dsinks", "tensor"],
   ], TENSOR_LAYOUT.size),
+  // ABI 3: attention over a KV cache, and the merge of partial results.
+  fa_kvcache_args: layOut([
+    ["abi_version", "u32"],
+    ["struct_size", "u32"],
+    ...TENSORS("q k_cache v_cache cache_seqlens block_table k_new v_new"),
+    ...TENSORS("rotary_cos rotary_sin out lse sinks alibi_slopes"),
+    ["scale", "f32"],
+    ["softcap", "f32"],
+    ["window_left", "i32"],
+    ["window_right", "i32"],
+    ["flags", "u32"],
+    ["num_splits", "i32"],
+    ["max_seqlen_k", "i32"],
+    ["reserved", "i32"],
+    ["stream", "u64"],
+    ["workspace", "u64"],
+    ["workspace_bytes", "u64"],
+  ], TENSOR_LAYOUT.size),
+  fa_merge_args: layOut([
+    ["abi_version", "u32"],
+    ["struct_size", "u32"],
+    ["parts", "u64"],
+    ["num_parts", "i32"],
+    ["reserved", "i32"],
+    ...TENSORS("out lse"),
+    ["stream", "u64"],
+  ], TENSOR_LAYOUT.size),
   fa_device_info: layOut([
     ["name", "char256"],
     ["major", "i32"],
@@ -175,6 +206,10 @@ export const TENSOR_BYTES: number = ABI_LAYOUT.fa_tensor.size;
 export const FORWARD_ARGS_BYTES: number = ABI_LAYOUT.fa_forward_args.size;
 /** `sizeof(fa_backward_args)`. */
 export const BACKWARD_ARGS_BYTES: number = ABI_LAYOUT.fa_backward_args.size;
+/** `sizeof(fa_kvcache_args)`. */
+export const KVCACHE_ARGS_BYTES: number = ABI_LAYOUT.fa_kvcache_args.size;
+/** `sizeof(fa_merge_args)`. */
+export const MERGE_ARGS_BYTES: number = ABI_LAYOUT.fa_merge_args.size;
 /** `sizeof(fa_device_info)`. */
 export const DEVICE_INFO_BYTES: number = ABI_LAYOUT.fa_device_info.size;
 

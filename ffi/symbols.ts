@@ -43,7 +43,29 @@ export const symbols = {
   fa_forward: { parameters: ["buffer"], result: "i32" },
   fa_backward: { parameters: ["buffer"], result: "i32" },
   fa_backward_workspace_size: { parameters: ["buffer", "buffer"], result: "i32" },
+  // ABI 3: KV cache, merge and CUDA graphs. Optional for the same reason as fa_abi_layout:
+  // an ABI 2 library lacks them and must still open far enough to be refused by version.
+  fa_kvcache_forward: { parameters: ["buffer"], result: "i32", optional: true }, // (args)
+  // (args, bytes)
+  fa_kvcache_workspace_size: { parameters: ["buffer", "buffer"], result: "i32", optional: true },
+  fa_merge: { parameters: ["buffer"], result: "i32", optional: true }, // (args)
+
+  // CUDA graphs
+  // (device, stream)
+  fa_graph_begin_capture: { parameters: ["i32", "u64"], result: "i32", optional: true },
+  // (device, stream, graph)
+  fa_graph_end_capture: { parameters: ["i32", "u64", "buffer"], result: "i32", optional: true },
+  // (device, graph, stream)
+  fa_graph_launch: { parameters: ["i32", "u64", "u64"], result: "i32", optional: true },
+  fa_graph_destroy: { parameters: ["i32", "u64"], result: "i32", optional: true }, // (device, graph)
 } as const satisfies Deno.ForeignLibraryInterface;
 
-/** The loaded library's functions. */
-export type FlashAttentionSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
+type OpenedSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+/**
+ * The loaded library's functions. Every one is present: the loader refuses a library whose
+ * ABI version differs, and the optional entries above exist in every ABI 3 library.
+ */
+export type FlashAttentionSymbols = {
+  readonly [name in keyof OpenedSymbols]: NonNullable<OpenedSymbols[name]>;
+};

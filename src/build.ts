@@ -44,6 +44,7 @@ export const SOURCE_FILES: readonly string[] = [
   "cuda/api/cuda_devices.h",
   "cuda/api/cuda_dispatch.cu",
   "cuda/api/cuda_dispatch.h",
+  "cuda/api/cuda_kvcache.cu",
   "cuda/api/cuda_steps.h",
   "cuda/api/errors.cpp",
   "cuda/api/graph.cu",

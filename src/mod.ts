@@ -36,3 +36,19 @@ export {
   type NestedAttentionResult,
   type NestedBackwardResult,
 } from "./attention.ts";
+export {
+  type CacheDType,
+  type CacheShapeOptions,
+  type DenseCacheOptions,
+  KVCache,
+  type PagedCacheOptions,
+} from "./kvcache.ts";
+export {
+  attentionWithKVCache,
+  type KVCacheAttentionOptions,
+  type KVCacheTensors,
+  kvcacheWorkspaceSize,
+  type RotaryOptions,
+} from "./kvcache_attention.ts";
+export { mergeAttention, type MergeOptions } from "./merge.ts";
+export { CudaGraph } from "./graph.ts";

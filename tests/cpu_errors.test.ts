@@ -703,7 +703,7 @@ class RawProblem {
 
   forward(): RawForward {
     return {
-      abiVersion: 2,
+      abiVersion: 3,
       structSize: FORWARD_SIZE(),
       q: this.t(this.q, FA_FLOAT16, [1, 2, 4, 8]),
       k: this.t(this.k, FA_FLOAT16, [1, 2, 8, 8]),

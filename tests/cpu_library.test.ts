@@ -85,7 +85,7 @@ Deno.test("library: exported fa_* symbols == ffi/symbols.ts table == FA_API func
 });
 
 Deno.test("library: ABI and package versions agree", async () => {
-  assert.equal(ABI_VERSION, 2);
+  assert.equal(ABI_VERSION, 3);
   assert.equal(ffi().fa_abi_version(), ABI_VERSION);
   const pkg = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))) as { version: string };
   assert.equal(loadLibrary().version, pkg.version);

@@ -2,11 +2,12 @@
 # One device call: GPU tests, sanitizer passes, the seed table and the PyTorch peers, logs
 # under $OUT. Run from the repo root on the GPU machine, with .device carried (deno.xz and,
 # optionally, a prebuilt .device/build/libflashattn.so):
-#   bash bench/device_run.sh [tests|tests-sm80|sanitize|seed|peers|features|kvcache|all]...
+#   bash bench/device_run.sh [tests|tests-sm80|sanitize|seed|peers|features|kvcache|kvcache-sanitize|all]...
 # features (not part of all: FlexAttention compiles take minutes) times the score-feature
 # rows, ours then the peers; FEATURE_ROWS=window,softcap,sinks,alibi picks the groups.
 # kvcache (not part of all) checks the KV-cache kernels against torch (bench/kvcache_device.py),
-# runs them under memcheck and racecheck, then times the decode rows, ours then the peers.
+# runs tests/gpu_kvcache.test.ts, times the decode rows, ours then the peers (decode_peers.py),
+# then, as kvcache-sanitize does alone, the reduced checks under memcheck and racecheck.
 set -uo pipefail
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT" /tmp/bin
@@ -59,18 +60,26 @@ for step in "${@:-all}"; do
       echo "flex_peers.py: exit $?"
       grep -E "\| (yes|no) \|" "$OUT/features.md" | head -20 ;;
     kvcache)
-      PYTHONUNBUFFERED=1 python3 bench/kvcache_device.py check > "$OUT/kvcache_check.log" 2>&1
-      echo "kvcache checks: exit $?"; grep -E "FAIL|checks:" "$OUT/kvcache_check.log" | head -20
+      # Checks first, then the TS suite, timings and peers, the sanitizers last (slowest).
+      PYTHONUNBUFFERED=1 timeout 240 python3 bench/kvcache_device.py check \
+        > "$OUT/kvcache_check.log" 2>&1
+      echo "kvcache checks: exit $?"; grep -E "FAIL|checks:|Error" "$OUT/kvcache_check.log" | head -30
+      timeout 240 deno test $flags tests/gpu_kvcache.test.ts > "$OUT/test_gpu_kvcache.log" 2>&1
+      echo "gpu_kvcache.test.ts: exit $?"
+      grep -E "FAILED|passed|=> " "$OUT/test_gpu_kvcache.log" | tail -14
+      PYTHONUNBUFFERED=1 timeout 200 python3 bench/kvcache_device.py time \
+        --json "$OUT/ours_decode.json" > "$OUT/kvcache_time.log" 2>&1
+      echo "kvcache timings: exit $?"; tail -14 "$OUT/kvcache_time.log"
+      PYTHONUNBUFFERED=1 timeout 240 python3 bench/peers/decode_peers.py \
+        --ours "$OUT/ours_decode.json" --out-json "$OUT/decode_peers.json" \
+        --out-md "$OUT/decode.md" > "$OUT/decode_peers.log" 2>&1
+      echo "decode_peers.py: exit $?"; grep -E "^\|" "$OUT/decode.md" | head -30 ;;&
+    kvcache-sanitize)
       for tool in memcheck racecheck; do
-        PYTHONUNBUFFERED=1 compute-sanitizer --tool "$tool" --print-limit 20 --error-exitcode 9 \
-          python3 bench/kvcache_device.py check --quick > "$OUT/kvcache_$tool.log" 2>&1
+        PYTHONUNBUFFERED=1 timeout 150 compute-sanitizer --tool "$tool" --print-limit 20 \
+          --error-exitcode 9 python3 bench/kvcache_device.py check --quick \
+          > "$OUT/kvcache_$tool.log" 2>&1
         echo "kvcache $tool: exit $?"; grep -E "ERROR SUMMARY|checks:" "$OUT/kvcache_$tool.log"
-      done
-      PYTHONUNBUFFERED=1 python3 bench/kvcache_device.py time --json "$OUT/ours_decode.json" \
-        > "$OUT/kvcache_time.log" 2>&1
-      echo "kvcache timings: exit $?"; cat "$OUT/kvcache_time.log" | tail -16
-      PYTHONUNBUFFERED=1 python3 bench/peers/decode_peers.py --ours "$OUT/ours_decode.json" \
-        --out-json "$OUT/decode_peers.json" --out-md "$OUT/decode.md" > "$OUT/decode_peers.log" 2>&1
-      echo "decode_peers.py: exit $?"; cat "$OUT/decode.md" | head -40 ;;
+      done ;;
   esac
 done

@@ -2,10 +2,12 @@
 /**
  * Command-line benchmark and self-check of flashattn: random inputs of a chosen shape,
  * time per call, TFLOP/s, and the largest error against a reference (the CPU backend for
- * GPU runs, a plain float64 computation for CPU runs).
+ * GPU runs, a plain float64 computation for CPU runs). `--decode` times and checks
+ * decoding over a KV cache instead (time per call or step, KV bytes read as GB/s).
  *
  * ```sh
  * deno run --allow-ffi --allow-read --allow-env jsr:@flashattn/flashattn/cli --causal --backward
+ * deno run --allow-ffi --allow-read --allow-env jsr:@flashattn/flashattn/cli --decode --append
  * ```
  * @module
  */
@@ -36,6 +38,8 @@ import {
   USAGE,
   UsageError,
 } from "./src/cli/config.ts";
+import { formatComparison } from "./src/cli/compare.ts";
+import { runDecode } from "./src/cli/decode.ts";
 import { backwardFlops, forwardFlops } from "./src/cli/flops.ts";
 import { attentionOptions, makeInputs } from "./src/cli/inputs.ts";
 
@@ -55,6 +59,7 @@ function run(config: Config): number {
   using stack = new DisposableStack();
   const { device } = config;
   console.log(`device:   ${describeDevice(device)}`);
+  if (config.decode) return runDecode(config, config.decode);
   console.log(`problem:  ${describeProblem(config)}`);
   const inputs = makeInputs(config, stack);
   const options = attentionOptions(config, inputs);
@@ -115,13 +120,7 @@ function run(config: Config): number {
   console.log(
     `check:    against ${onGpu ? "the CPU backend" : "float64 reference"} (${seconds} s)`,
   );
-  for (const c of comparisons) {
-    console.log(
-      `  ${c.name.padEnd(6)} max|err| ${c.maxAbsError.toExponential(2)}  ` +
-        `relative ${c.relativeError.toExponential(2)} (tolerance ${c.tolerance.toExponential(1)})` +
-        `  ${c.ok ? "ok" : "FAIL"}`,
-    );
-  }
+  for (const c of comparisons) console.log(formatComparison(c));
   return comparisons.every((c) => c.ok) ? 0 : 1;
 }
 

@@ -66,3 +66,10 @@ export function compare(
     ok: !nan && relativeError <= tolerance,
   };
 }
+
+/** "  out    max|err| 1.95e-03  relative 4.1e-04 (tolerance 1.6e-02)  ok": one report line. */
+export function formatComparison(c: Comparison): string {
+  return `  ${c.name.padEnd(6)} max|err| ${c.maxAbsError.toExponential(2)}  ` +
+    `relative ${c.relativeError.toExponential(2)} (tolerance ${c.tolerance.toExponential(1)})` +
+    `  ${c.ok ? "ok" : "FAIL"}`;
+}

@@ -5,6 +5,17 @@
 
 import { parseArgs } from "node:util";
 import { Device } from "../device.ts";
+import { integerOption, UsageError } from "./args.ts";
+import {
+  DECODE_OPTIONS,
+  DECODE_USAGE,
+  type DecodeConfig,
+  parseDecode,
+  rejectDecodeOptions,
+  rejectForwardOptions,
+} from "./decode_config.ts";
+
+export { UsageError } from "./args.ts";
 
 /** The --help text. */
 export const USAGE = `flashattn: benchmark and check exact fused attention.
@@ -40,10 +51,9 @@ Run:
   --check            compare with a reference: the CPU backend for GPU runs, float64 for
                      CPU runs (default on when the problem is small)
   --no-check         skip the comparison
-  -h, --help         show this help`;
+  -h, --help         show this help
 
-/** A command-line mistake: reported with a pointer to --help, exit code 2. */
-export class UsageError extends Error {}
+${DECODE_USAGE}`;
 
 /** Which bias the run adds: none, a full [B, Hq, Sq, Sk] one, or a [B, 1, 1, Sk] key mask. */
 export type BiasKind = "none" | "full" | "key-padding";
@@ -97,20 +107,11 @@ export interface Config {
   warmup: number;
   /** --check (true), --no-check (false), or neither (undefined: decide by size). */
   check: boolean | undefined;
-}
-
-function integerOption(
-  value: string | undefined,
-  name: string,
-  fallback: number,
-  min = 1,
-): number {
-  if (value === undefined) return fallback;
-  const number = Number(value);
-  if (!Number.isSafeInteger(number) || number < min) {
-    throw new UsageError(`--${name}: expected an integer >= ${min}, got ${value}`);
-  }
-  return number;
+  /**
+   * The decode mode's options (--decode); undefined for one attention call. In decode mode
+   * `seqlenQ` is Snew and `seqlenK` the longest cache length plus the appended rows.
+   */
+  decode: DecodeConfig | undefined;
 }
 
 function choice<T extends string>(value: string, name: string, choices: Record<string, T>): T {
@@ -196,9 +197,12 @@ export function parseConfig(args: string[]): Config | "help" {
       check: { type: "boolean" },
       "no-check": { type: "boolean" },
       help: { type: "boolean", short: "h", default: false },
+      ...DECODE_OPTIONS,
     },
   });
   if (values.help) return "help";
+  if (values.decode) rejectForwardOptions(values);
+  else rejectDecodeOptions(values);
   const dtype = choice(
     values.dtype,
     "dtype",
@@ -225,15 +229,28 @@ export function parseConfig(args: string[]): Config | "help" {
   }
   const device = pickDevice(values.device);
   const gpu = device.kind === "cuda";
-  const headsQ = integerOption(values.heads, "heads", gpu ? 12 : 4);
-  const seqlenQ = integerOption(values["seqlen-q"], "seqlen-q", gpu ? 4096 : 512);
+  const decode = values.decode
+    ? parseDecode(values, values.batch, gpu, values.iterations)
+    : undefined;
+  const headsQ = integerOption(values.heads, "heads", gpu ? (decode ? 32 : 12) : 4);
+  const headsKv = integerOption(
+    values["kv-heads"],
+    "kv-heads",
+    gpu && decode && values.heads === undefined ? 8 : headsQ,
+  );
+  const seqlenQ = decode
+    ? decode.newRows
+    : integerOption(values["seqlen-q"], "seqlen-q", gpu ? 4096 : 512);
+  const seqlenK = decode
+    ? Math.max(...decode.cacheLengths) + (decode.append ? decode.newRows : 0)
+    : integerOption(values["seqlen-k"], "seqlen-k", seqlenQ);
   return {
     device,
-    batch: integerOption(values.batch, "batch", 1),
+    batch: decode ? decode.cacheLengths.length : integerOption(values.batch, "batch", 1),
     headsQ,
-    headsKv: integerOption(values["kv-heads"], "kv-heads", headsQ),
+    headsKv,
     seqlenQ,
-    seqlenK: integerOption(values["seqlen-k"], "seqlen-k", seqlenQ),
+    seqlenK,
     headDim: integerOption(values["head-dim"], "head-dim", gpu ? 128 : 64),
     dtype,
     layout,
@@ -250,6 +267,7 @@ export function parseConfig(args: string[]): Config | "help" {
     iterations: integerOption(values.iterations, "iterations", gpu ? 20 : 3),
     warmup: integerOption(values.warmup, "warmup", gpu ? 3 : 1, 0),
     check: values["no-check"] ? false : values.check,
+    decode,
   };
 }
 
@@ -261,11 +279,39 @@ export function effectiveWindow(config: Config): [number, number] {
 
 /** One line describing the problem: sizes, dtype, layout and options. */
 export function describeProblem(config: Config): string {
+  if (config.decode) return describeDecode(config, config.decode);
   const parts = [
     `B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
     `Sq=${config.seqlenQ} Sk=${config.seqlenK} D=${config.headDim}`,
     `${config.dtype} ${config.layout}`,
+    ...scoreParts(config),
   ];
+  return parts.join(" ");
+}
+
+/** The decode problem: every decode option, then the score options that are on. */
+function describeDecode(config: Config, decode: DecodeConfig): string {
+  const lengths = decode.cacheLengths;
+  const same = lengths.every((length) => length === lengths[0]);
+  const parts = [
+    `decode B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv} D=${config.headDim}`,
+    `L=${same ? lengths[0] : lengths.join(",")} Snew=${decode.newRows}`,
+    `${config.dtype} ${config.layout}`,
+    decode.pageSize === undefined ? "cache=dense" : `cache=paged:${decode.pageSize}`,
+    decode.append ? "append" : "no-append",
+    `rotary=${decode.rotaryDim > 0 ? decode.rotaryDim : "off"}`,
+    `splits=${decode.numSplits > 0 ? decode.numSplits : "auto"}`,
+    decode.steps > 0 ? `steps=${decode.steps}` : "steps=off",
+    `graph=${decode.graph ? "on" : "off"}`,
+    `seed=${config.seed}`,
+    ...scoreParts(config),
+  ];
+  return parts.join(" ");
+}
+
+/** The score options that are on, as `name=value` words. */
+function scoreParts(config: Config): string[] {
+  const parts: string[] = [];
   if (config.causal) parts.push("causal");
   if (config.dropout > 0) parts.push(`dropout=${config.dropout}`);
   if (config.bias !== "none") parts.push(`bias=${config.bias}`);
@@ -273,5 +319,5 @@ export function describeProblem(config: Config): string {
   if (config.softcap > 0) parts.push(`softcap=${config.softcap}`);
   if (config.sinks !== "none") parts.push(`sinks=${config.sinks}`);
   if (config.alibi) parts.push("alibi");
-  return parts.join(" ");
+  return parts;
 }

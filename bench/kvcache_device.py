@@ -331,7 +331,8 @@ def checks(quick=False):
     run_case("all features split", make_case(snew=3, append=True, page_size=64, rotary=32,
                                              lens=(0, 2000, 9000)), bf, window=(500, 0),
              softcap=20.0, sinks=sinks, alibi=slopes[0].contiguous(), num_splits=7)
-    run_case("trusted", make_case(lens=(5, 6000, 30)), bf, max_seqlen_k=8192, num_splits=0)
+    run_case("trusted", make_case(lens=(5, 6000, 30), capacity=8192), bf, max_seqlen_k=8192,
+             num_splits=0)
     run_case("long 32k", make_case(batch=2, lens=(32768, 12)), bf)
     run_case("prefill route", make_case(batch=2, snew=128, append=True, lens=(0, 3000),
                                         capacity=4096), bf, flags=FLAG_CAUSAL,

@@ -162,8 +162,8 @@ double wave_efficiency(int64_t items, int64_t slots) {
 // sequence. Heuristic, from the grid alone (lengths stay on the device):
 // - row blocks that fill the GPU by themselves (base >= slots) are not split;
 // - else at least enough chunks to fill every resident block slot, and chunks no longer
-//   than a quarter of what the longest sequence's row blocks would need to span the GPU
-//   once, so one long sequence among short ones does not leave a long tail;
+//   than the longest sequence's tiles spread over every slot (so one long sequence among
+//   short ones leaves a tail of at most one such chunk);
 // - then, from that count up to 4x, the fewest chunks whose last wave is >= 95% as full as
 //   the best (equal sequences run in whole waves).
 void plan_splits(const KvCacheParams& p, int slots, DecodeParams* d) {
@@ -176,7 +176,7 @@ void plan_splits(const KvCacheParams& p, int slots, DecodeParams* d) {
     chunks = int(p.num_splits < tiles ? p.num_splits : tiles);
   } else if (base < slots && tiles > kMinChunkTiles) {
     const int64_t longest = tiles * d->heads_kv * d->row_blocks;
-    int64_t tail_tiles = 4 * longest / slots;
+    int64_t tail_tiles = longest / slots;
     tail_tiles = tail_tiles > kMinChunkTiles ? tail_tiles : kMinChunkTiles;
     int64_t low = ceil_div_int(tiles, tail_tiles);
     const int64_t fill = ceil_div_int(slots, base);

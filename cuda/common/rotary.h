@@ -18,9 +18,16 @@ FA_HOST_DEVICE int rotary_second(int m, int dim, bool interleaved) {
 }
 
 // Rotates the pair (x1, x2) in place by the angle whose cosine and sine are given.
+// Products and sums rounded separately on the device too (no fused multiply-add), so a
+// rotated row rounds to the same 16-bit value in every backend.
 FA_HOST_DEVICE void rotate_pair(float& x1, float& x2, float cos_value, float sin_value) {
+#if defined(__CUDA_ARCH__)
+  const float rotated1 = __fsub_rn(__fmul_rn(x1, cos_value), __fmul_rn(x2, sin_value));
+  const float rotated2 = __fadd_rn(__fmul_rn(x1, sin_value), __fmul_rn(x2, cos_value));
+#else
   const float rotated1 = x1 * cos_value - x2 * sin_value;
   const float rotated2 = x1 * sin_value + x2 * cos_value;
+#endif
   x1 = rotated1;
   x2 = rotated2;
 }

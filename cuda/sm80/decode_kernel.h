@@ -50,11 +50,15 @@ struct DecodeConfig {
 struct CacheRow {
   int64_t seq, row;
 };
-__device__ __forceinline__ CacheRow cache_row(const DecodeParams& p, int b, int j) {
+__device__ __forceinline__ int cache_page(const DecodeParams& p, int b, int j) {
+  const int page = p.block_table[int64_t(b) * p.block_table_stride + j / p.page_size];
+  return page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
+}
+// tile_page >= 0: the page every row of the tile lies in (pages of a multiple of 16 rows).
+__device__ __forceinline__ CacheRow cache_row(const DecodeParams& p, int b, int j,
+                                              int tile_page = -1) {
   if (p.block_table == nullptr) return CacheRow{b, j};
-  int page = p.block_table[int64_t(b) * p.block_table_stride + j / p.page_size];
-  page = page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
-  return CacheRow{page, j % p.page_size};
+  return CacheRow{tile_page >= 0 ? tile_page : cache_page(p, b, j), j % p.page_size};
 }
 
 // One warp copies keys [key0, key0 + 16) of kv head `head` into its K and V tiles; rows at
@@ -63,7 +67,7 @@ __device__ __forceinline__ CacheRow cache_row(const DecodeParams& p, int b, int 
 template <class Cfg>
 __device__ __forceinline__ void load_kv_tile(const DecodeParams& p, int b, int head, int key0,
                                              int keys, uint32_t k_dst, uint32_t v_dst,
-                                             int lane) {
+                                             int lane, int tile_page) {
   using T = typename Cfg::T;
   using Tile = typename Cfg::Tile;
   constexpr int kChunks = Cfg::kHeadDim / 8;
@@ -79,7 +83,7 @@ __device__ __forceinline__ void load_kv_tile(const DecodeParams& p, int b, int h
       const int row = pass * kRowsPerPass + lane / kLanesPerRow;
       const int j = key0 + row;
       const bool ok = col_ok && j < keys;
-      const CacheRow at = cache_row(p, b, ok ? j : 0);
+      const CacheRow at = cache_row(p, b, ok ? j : key0, tile_page);
       const T* k = k_base + at.seq * p.k_stride_seq + at.row * p.k_stride_row +
                    head * p.k_stride_head + chunk * 8;
       const T* v = v_base + at.seq * p.v_stride_seq + at.row * p.v_stride_row +
@@ -206,10 +210,17 @@ __global__ void __launch_bounds__(Cfg::kThreads)
     cp_async_commit();
     const int my_tiles =
         tile_end - tile_begin > warp ? (tile_end - tile_begin - warp + 3) / 4 : 0;
+    // Pages of a multiple of 16 rows hold whole tiles: one block-table entry per tile,
+    // read a tile ahead so its latency stays off the copy's issue.
+    const bool page_per_tile = p.block_table != nullptr && p.page_size % kDecodeTileKeys == 0;
+    const auto tile_key = [&](int k) { return (tile_begin + warp + 4 * k) * kDecodeTileKeys; };
+    int next_page = page_per_tile && my_tiles > 0 ? cache_page(p, b, tile_key(0)) : -1;
     const auto issue = [&](int k) {
       const uint32_t slot = my_ring + uint32_t((k % kStages) * 2 * Cfg::kTileBytes);
-      load_kv_tile<Cfg>(p, b, kv_head, (tile_begin + warp + 4 * k) * kDecodeTileKeys, keys,
-                        slot, slot + Cfg::kTileBytes, lane);
+      const int page = next_page;
+      if (page_per_tile && k + 1 < my_tiles) next_page = cache_page(p, b, tile_key(k + 1));
+      load_kv_tile<Cfg>(p, b, kv_head, tile_key(k), keys, slot, slot + Cfg::kTileBytes, lane,
+                        page);
     };
 #pragma unroll
     for (int k = 0; k < kStages - 1; ++k) {

@@ -16,6 +16,11 @@ fa_status decode_occupancy(const LaunchContext& ctx, DecodeOccupancy* occupancy)
                 Cfg::kHeadDim, smem, ctx.max_smem_optin);
   }
   if (const fa_status s = ensure_smem<decode_kernel<Cfg>>(ctx.device, smem)) return s;
+  // The most shared memory per multiprocessor, so that the blocks the persistent grid is
+  // sized for are all resident at once (the default carveout may hold only one).
+  FA_CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<Cfg>,
+                                     cudaFuncAttributePreferredSharedMemoryCarveout,
+                                     int(cudaSharedmemCarveoutMaxShared)));
   int blocks = 0;
   FA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, decode_kernel<Cfg>,
                                                               Cfg::kThreads, smem));

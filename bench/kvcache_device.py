@@ -5,6 +5,7 @@ bench/peers/decode_peers.py --ours.
 Usage (GPU machine; FLASHATTN_LIB or build/libflashattn.so):
     python3 bench/kvcache_device.py check
     python3 bench/kvcache_device.py time --json ours_decode.json [--rows label,...]
+    python3 bench/kvcache_device.py sweep [--json splits.json] [--rows ...]   # num_splits sweep
 
 The argument structs are packed at the offsets the library reports (fa_abi_layout), so this
 script follows the ABI without a copy of its layout. Timings: triton.testing.do_bench
@@ -174,7 +175,6 @@ def reference(q, k, v, scale, softcap=0.0, window=(-1, -1), sinks=None, slopes=N
         s = torch.cat([s, sinks.double()[:, None, None].expand(hq, sq, 1)], -1)
         vv = torch.cat([vv, torch.zeros_like(vv[:, :1])], 1)
     lse = torch.logsumexp(s, -1)
-    p = torch.exp(s - lse[..., None]).nan_to_num(0.0) if True else None
     empty = torch.isinf(lse) & (lse < 0)
     p = torch.where(empty[..., None], torch.zeros_like(p), torch.exp(s - lse[..., None]))
     return torch.einsum("hij,hjd->hid", p, vv), lse
@@ -425,7 +425,7 @@ def row_lengths(row):
     return [lens] * row["batch"]
 
 
-def time_row(row, page_size=None, append=False):
+def time_row(row, page_size=None, append=False, num_splits=0):
     """Our median us for one row: attend over L_b + Snew keys (cache holds them)."""
     b, hq, hkv, d, snew = (row["batch"], row["heads_q"], row["heads_kv"], row["head_dim"],
                            row["seqlen_new"])
@@ -450,7 +450,7 @@ def time_row(row, page_size=None, append=False):
     stream = torch.cuda.current_stream().cuda_stream
     flags = FLAG_CAUSAL if row["causal"] else 0
     common = dict(block_table=table, k_new=kn, v_new=vn, flags=flags, max_seqlen_k=capacity,
-                  stream=stream)
+                  stream=stream, num_splits=num_splits)
     ws = workspace_for(kvcache_args(q, k, v, seqlens, out, **common))
     a = kvcache_args(q, k, v, seqlens, out, workspace=ws, **common)
     fn = lambda: LIB.fa_kvcache_forward(a.buf)
@@ -491,6 +491,25 @@ def timings(args):
               flush=True)
     result["graph"] = graph_timing()
     print("graph:", result["graph"])
+    if args.json:
+        json.dump(result, open(args.json, "w"), indent=1)
+
+
+def sweep(args):
+    """Each decode row at num_splits 1, 2, 4, ... 128 beside the heuristic's (0): the data
+    to tune plan_splits (cuda/api/cuda_kvcache.cu) from, in one call."""
+    rows = json.load(open(os.path.join(HERE, "decode_rows.json")))["rows"]
+    wanted = set(args.rows.split(",")) if args.rows else None
+    result = {"device": torch.cuda.get_device_name(), "rows": {}}
+    for row in rows:
+        if row["group"] == "prefill" or (wanted and row["label"] not in wanted and
+                                         row["group"] not in wanted):
+            continue
+        times = {n: time_row(row, num_splits=n) for n in (0, 1, 2, 4, 8, 16, 32, 64, 128)}
+        result["rows"][row["label"]] = times
+        best = min(times, key=times.get)
+        print(f"{row['label']:40s} heuristic {times[0]:8.1f} us, best {times[best]:8.1f} us at "
+              f"{best}: " + " ".join(f"{n}:{t:.0f}" for n, t in times.items()), flush=True)
     if args.json:
         json.dump(result, open(args.json, "w"), indent=1)
 
@@ -549,7 +568,7 @@ def graph_timing(layers=32):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["check", "time"])
+    parser.add_argument("what", choices=["check", "time", "sweep"])
     parser.add_argument("--json")
     parser.add_argument("--rows")
     parser.add_argument("--quick", action="store_true")
@@ -557,6 +576,9 @@ def main():
     if args.what == "check":
         checks(args.quick)
         sys.exit(1 if FAILURES else 0)
+    if args.what == "sweep":
+        sweep(args)
+        return
     timings(args)
 
 

@@ -176,7 +176,7 @@ def reference(q, k, v, scale, softcap=0.0, window=(-1, -1), sinks=None, slopes=N
         vv = torch.cat([vv, torch.zeros_like(vv[:, :1])], 1)
     lse = torch.logsumexp(s, -1)
     empty = torch.isinf(lse) & (lse < 0)
-    p = torch.where(empty[..., None], torch.zeros_like(p), torch.exp(s - lse[..., None]))
+    p = torch.where(empty[..., None], torch.zeros_like(s), torch.exp(s - lse[..., None]))
     return torch.einsum("hij,hjd->hid", p, vv), lse
 
 

@@ -358,19 +358,24 @@ __global__ void __launch_bounds__(Cfg::kThreads)
         factor *= sink_weights.weight(lse);
         lse = sink_weights.lse();
       }
+      // The row's dims d, d + 1, merged over the warps and normalized.
+      const auto merged = [&](int d) {
+        float acc0 = 0.0f, acc1 = 0.0f;
+#pragma unroll
+        for (int w = 0; w < Cfg::kWarps; ++w) {
+          const float* part = merge + w * (Cfg::kMergeWarpBytes / 4) + 2 * kDecodeRows;
+          acc0 = fmaf(weight[w], part[row * D + d], acc0);
+          acc1 = fmaf(weight[w], part[row * D + d + 1], acc1);
+        }
+        return make_float2(acc0 * factor, acc1 * factor);
+      };
       if (finishing) {
         T* out = static_cast<T*>(p.out) + b * p.out_stride_b + h * p.out_stride_h +
                  i * p.out_stride_row;
         for (int d = 2 * (tid % 8); d < p.head_dim; d += 16) {
-          float acc0 = 0.0f, acc1 = 0.0f;
-#pragma unroll
-          for (int w = 0; w < Cfg::kWarps; ++w) {
-            const float* part = merge + w * (Cfg::kMergeWarpBytes / 4) + 2 * kDecodeRows;
-            acc0 = fmaf(weight[w], part[row * D + d], acc0);
-            acc1 = fmaf(weight[w], part[row * D + d + 1], acc1);
-          }
-          out[d] = T(acc0 * factor);
-          out[d + 1] = T(acc1 * factor);
+          const float2 x = merged(d);
+          out[d] = T(x.x);
+          out[d + 1] = T(x.y);
         }
         if (p.lse != nullptr && tid % 8 == 0) {
           p.lse[b * p.lse_stride_b + h * p.lse_stride_h + i * p.lse_stride_row] = lse;
@@ -381,14 +386,7 @@ __global__ void __launch_bounds__(Cfg::kThreads)
         if (!empty) {  // an empty part's out is never read (merge.h)
           float* out = p.part_out + part_row * p.head_dim;
           for (int d = 2 * (tid % 8); d < p.head_dim; d += 16) {
-            float acc0 = 0.0f, acc1 = 0.0f;
-#pragma unroll
-            for (int w = 0; w < Cfg::kWarps; ++w) {
-              const float* part = merge + w * (Cfg::kMergeWarpBytes / 4) + 2 * kDecodeRows;
-              acc0 = fmaf(weight[w], part[row * D + d], acc0);
-              acc1 = fmaf(weight[w], part[row * D + d + 1], acc1);
-            }
-            *reinterpret_cast<float2*>(out + d) = make_float2(acc0 * factor, acc1 * factor);
+            *reinterpret_cast<float2*>(out + d) = merged(d);
           }
         }
         if (tid % 8 == 0) p.part_lse[part_row] = lse;

@@ -8,7 +8,7 @@
 import { Device } from "./device.ts";
 import { disposedError, formatShape, invalidArgument } from "./errors.ts";
 import { PagePool, type PageSnapshot } from "./kvcache_pages.ts";
-import { checkUsable, copyInto, Tensor } from "./tensor.ts";
+import { allocateTensor, checkUsable, copyInto, Tensor } from "./tensor.ts";
 
 /** The dtypes a KV cache holds (those of attention's q, k and v). */
 export type CacheDType = "float16" | "bfloat16";
@@ -150,9 +150,11 @@ export class KVCache implements Disposable {
     this.#lengths = new Array<number>(shape.batch).fill(0);
     const cacheShape = [pages, pageSize, shape.heads, shape.headDim];
     const made: Tensor[] = [];
+    // The option that sized the cache is what a failed allocation names.
+    const sizedBy = pool === undefined ? "capacity" : "numPages";
     try {
-      made.push(this.#k = Tensor.zeros(cacheShape, shape.dtype, device));
-      made.push(this.#v = Tensor.zeros(cacheShape, shape.dtype, device));
+      made.push(this.#k = allocateTensor(cacheShape, shape.dtype, device, sizedBy, true));
+      made.push(this.#v = allocateTensor(cacheShape, shape.dtype, device, sizedBy, true));
       made.push(this.#seqlens = Tensor.zeros([shape.batch], "int32", device));
       if (pool !== undefined) {
         this.#table = Tensor.zeros([shape.batch, pool.maxPagesPerSeq], "int32", device);

@@ -6,7 +6,7 @@
  */
 
 import { Device } from "./device.ts";
-import { disposedError, formatShape, invalidArgument } from "./errors.ts";
+import { disposedError, FlashAttentionError, formatShape, invalidArgument } from "./errors.ts";
 import { PagePool, type PageSnapshot } from "./kvcache_pages.ts";
 import { allocateTensor, checkUsable, copyInto, Tensor } from "./tensor.ts";
 
@@ -200,7 +200,18 @@ export class KVCache implements Disposable {
     if (seed !== undefined && !Number.isInteger(seed)) {
       throw invalidArgument("shufflePages", `expected an integer seed, got ${String(seed)}`);
     }
-    const pool = new PagePool(shape.batch, numPages, columns, seed);
+    let pool: PagePool;
+    try {
+      pool = new PagePool(shape.batch, numPages, columns, seed);
+    } catch (error) {
+      // The host free list of numPages entries: the engine's RangeError when it cannot be made.
+      if (!(error instanceof RangeError)) throw error;
+      throw new FlashAttentionError(
+        "out_of_memory",
+        `numPages: out of host memory for the free list of ${numPages} pages`,
+        { argument: "numPages", cause: error },
+      );
+    }
     return new KVCache(shape, KVCache.#device(shape), [numPages, pageSize], pool);
   }
 

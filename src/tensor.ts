@@ -40,13 +40,13 @@ function checkData(data: unknown): void {
       `expected an array of numbers, element ${bad} is ${describeValue(data[bad])}`,
     );
   }
-  const typed = data instanceof Float32Array || data instanceof Float16Array ||
-    data instanceof Uint16Array || data instanceof Int32Array;
-  if (!typed) {
+  // Any typed array of numbers converts exactly like a number[] (BigInt ones do not).
+  const numeric = ArrayBuffer.isView(data) && !(data instanceof DataView) &&
+    !(data instanceof BigInt64Array) && !(data instanceof BigUint64Array);
+  if (!numeric) {
     throw invalidArgument(
       "data",
-      "expected a Float32Array, Float16Array, Uint16Array, Int32Array or an array of numbers, " +
-        `got ${describeValue(data)}`,
+      `expected a typed array or an array of numbers, got ${describeValue(data)}`,
     );
   }
 }

@@ -18,6 +18,8 @@ import {
 } from "../ffi/structs.ts";
 import type { Device } from "./device.ts";
 import { invalidArgument } from "./errors.ts";
+import { booleanOption, optionsObject } from "./options.ts";
+import { checkDisjoint, type NamedTensor } from "./overlap.ts";
 import { checkNestedUsable, NestedBatch, nestedFromParts } from "./nested.ts";
 import { biasOperand, finishDbias, planDbias } from "./bias.ts";
 import {
@@ -164,7 +166,8 @@ function scalarArgs(options: BackwardOptions, headDim: number, device: Device) {
     dropoutP: dropout.p,
     seed: dropout.seed,
     offset: dropout.offset,
-    flags: (options.causal ? FLAG_CAUSAL : 0) | (options.deterministic ? FLAG_DETERMINISTIC : 0),
+    flags: (booleanOption(options.causal, "causal") ? FLAG_CAUSAL : 0) |
+      (booleanOption(options.deterministic, "deterministic") ? FLAG_DETERMINISTIC : 0),
     stream: streamFor(options.stream, device),
     ...scoreArgs(options, device),
   };
@@ -186,6 +189,8 @@ interface Problem {
   readonly describe: (tensor: Tensor, argument: string) => TensorDescriptor;
   /** The inputs: owners of the host memory behind the packed addresses. */
   readonly owners: readonly unknown[];
+  /** The input tensors by argument name, which no output may overlap. */
+  readonly inputs: readonly NamedTensor[];
 }
 
 function denseProblem(
@@ -193,7 +198,7 @@ function denseProblem(
   k: TensorDescriptor,
   layout: Layout,
   device: Device,
-  owners: readonly unknown[],
+  inputs: readonly NamedTensor[],
 ): Problem {
   const [batch, headsQ, seqlenQ, headDim] = q.shape;
   return {
@@ -204,7 +209,8 @@ function denseProblem(
     lseShape: [batch, headsQ, seqlenQ],
     seqlens: { maxSeqlenQ: 0, maxSeqlenK: 0 },
     describe: (tensor, argument) => denseOperand(tensor, argument, layout, device),
-    owners,
+    owners: inputs.map(([, tensor]) => tensor),
+    inputs,
   };
 }
 
@@ -212,7 +218,8 @@ function nestedProblem(
   q: NestedBatch,
   k: NestedBatch,
   device: Device,
-  owners: readonly unknown[],
+  batches: readonly (readonly [string, NestedBatch])[],
+  more: readonly NamedTensor[] = [],
 ): Problem {
   return {
     device,
@@ -229,8 +236,19 @@ function nestedProblem(
       maxSeqlenK: k.maxSeqlen,
     },
     describe: describeTensor,
-    owners,
+    owners: [...batches.map(([, batch]) => batch), ...more.map(([, tensor]) => tensor)],
+    inputs: [
+      ...batches.map(([name, batch]): NamedTensor => [name, batch.data]),
+      ["cu_seqlens_q", q.cuSeqlens],
+      ["cu_seqlens_k", k.cuSeqlens],
+      ...more,
+    ],
   };
+}
+
+/** The input tensors of the options, by argument name. */
+function optionInputs(options: AttentionOptions): NamedTensor[] {
+  return [["bias", options.bias], ["sinks", options.sinks], ["alibi_slopes", options.alibiSlopes]];
 }
 
 function biasFor(options: AttentionOptions, problem: Problem): TensorDescriptor | undefined {
@@ -240,7 +258,8 @@ function biasFor(options: AttentionOptions, problem: Problem): TensorDescriptor 
 
 /** The dbias plan (output zeroed when made here), if dbias was asked for. */
 function dbiasFor(options: BackwardOptions, problem: Problem, outputs: Outputs) {
-  if (!options.computeDbias && options.dbias === undefined) return undefined;
+  const asked = booleanOption(options.computeDbias, "compute_dbias");
+  if (!asked && options.dbias === undefined) return undefined;
   if (options.bias === undefined) {
     throw invalidArgument("dbias", "computing dbias needs options.bias");
   }
@@ -345,8 +364,9 @@ export function attention(
   q: Tensor | NestedBatch,
   k: Tensor | NestedBatch,
   v: Tensor | NestedBatch,
-  options: AttentionOptions = {},
+  givenOptions?: AttentionOptions,
 ): AttentionResult | NestedAttentionResult {
+  const options = optionsObject(givenOptions);
   if (q instanceof NestedBatch) {
     if (!(k instanceof NestedBatch)) throw invalidArgument("k", "expected a NestedBatch like q");
     if (!(v instanceof NestedBatch)) throw invalidArgument("v", "expected a NestedBatch like q");
@@ -372,6 +392,7 @@ function runForward<R>(
     const bias = biasFor(options, problem);
     const out = outputs.take(options.out, "out", outLike.shape, outLike.dtype, device);
     const lse = outputs.take(options.lse, "lse", problem.lseShape, "float32", device);
+    checkDisjoint([["out", out], ["lse", lse]], [...problem.inputs, ...optionInputs(options)]);
     const args = packForwardArgs({
       ...inputs,
       out: problem.describe(out, "out"),
@@ -399,7 +420,7 @@ function denseForward(
     k: denseOperand(k, "k", layout, device),
     v: denseOperand(v, "v", layout, device),
   };
-  const problem = denseProblem(inputs.q, inputs.k, layout, device, [q, k, v]);
+  const problem = denseProblem(inputs.q, inputs.k, layout, device, [["q", q], ["k", k], ["v", v]]);
   return runForward(problem, inputs, options, q, (out, lse) => ({ out, lse }));
 }
 
@@ -416,7 +437,7 @@ function nestedForward(
     v: nestedOperand(v, "v", device),
   };
   checkNestedLengths(q, k, v);
-  const problem = nestedProblem(q, k, device, [q, k, v]);
+  const problem = nestedProblem(q, k, device, [["q", q], ["k", k], ["v", v]]);
   return runForward(problem, inputs, options, q.data, (out, lse) => ({
     out: nestedFromParts(owned(out, options.out), shareTensor(q.cuSeqlens), q.seqlens),
     lse,
@@ -465,8 +486,9 @@ export function attentionBackward(
   v: Tensor | NestedBatch,
   out: Tensor | NestedBatch,
   lse: Tensor,
-  options: BackwardOptions = {},
+  givenOptions?: BackwardOptions,
 ): BackwardResult | NestedBackwardResult {
+  const options = optionsObject(givenOptions);
   const named: [string, Tensor | NestedBatch][] = [
     ["dout", dout],
     ["k", k],
@@ -528,6 +550,9 @@ function runBackward<R>(
     );
     const dbias = dbiasFor(options, problem, outputs);
     const dsinks = dsinksFor(options, problem, outputs);
+    const written: NamedTensor[] = [["dq", dq], ["dk", dk], ["dv", dv]];
+    written.push(["dbias", dbias?.tensor], ["dsinks", dsinks]);
+    checkDisjoint(written, [...problem.inputs, ...optionInputs(options)]);
     const args = packBackwardArgs({
       ...inputs,
       dq: problem.describe(dq, "dq"),
@@ -572,7 +597,8 @@ function denseBackward(
     dout: denseOperand(dout, "dout", layout, device),
     lse: lseOperand(lse, device),
   };
-  const problem = denseProblem(inputs.q, inputs.k, layout, device, [dout, q, k, v, out, lse]);
+  const named: NamedTensor[] = [["dout", dout], ["q", q], ["k", k], ["v", v], ["out", out]];
+  const problem = denseProblem(inputs.q, inputs.k, layout, device, [...named, ["lse", lse]]);
   return runBackward(problem, inputs, options, [q, k, v], (gradients) => gradients);
 }
 
@@ -595,7 +621,8 @@ function nestedBackward(
   };
   checkNestedLengths(q, k, v, [["out", out], ["dout", dout]]);
   const inputs = { ...operands, lse: lseOperand(lse, device) };
-  const problem = nestedProblem(q, k, device, [dout, q, k, v, out, lse]);
+  const batches = [["dout", dout], ["q", q], ["k", k], ["v", v], ["out", out]] as const;
+  const problem = nestedProblem(q, k, device, batches, [["lse", lse]]);
   return runBackward(problem, inputs, options, [q.data, k.data, v.data], (gradients) => {
     const result: NestedBackwardResult = {
       dq: nestedFromParts(owned(gradients.dq, options.dq), shareTensor(q.cuSeqlens), q.seqlens),

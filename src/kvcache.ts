@@ -6,9 +6,9 @@
  */
 
 import { Device } from "./device.ts";
-import { disposedError, formatShape, invalidArgument } from "./errors.ts";
+import { disposedError, FlashAttentionError, formatShape, invalidArgument } from "./errors.ts";
 import { PagePool, type PageSnapshot } from "./kvcache_pages.ts";
-import { checkUsable, copyInto, Tensor } from "./tensor.ts";
+import { allocateTensor, checkUsable, copyInto, Tensor } from "./tensor.ts";
 
 /** The dtypes a KV cache holds (those of attention's q, k and v). */
 export type CacheDType = "float16" | "bfloat16";
@@ -150,9 +150,11 @@ export class KVCache implements Disposable {
     this.#lengths = new Array<number>(shape.batch).fill(0);
     const cacheShape = [pages, pageSize, shape.heads, shape.headDim];
     const made: Tensor[] = [];
+    // The option that sized the cache is what a failed allocation names.
+    const sizedBy = pool === undefined ? "capacity" : "numPages";
     try {
-      made.push(this.#k = Tensor.zeros(cacheShape, shape.dtype, device));
-      made.push(this.#v = Tensor.zeros(cacheShape, shape.dtype, device));
+      made.push(this.#k = allocateTensor(cacheShape, shape.dtype, device, sizedBy, true));
+      made.push(this.#v = allocateTensor(cacheShape, shape.dtype, device, sizedBy, true));
       made.push(this.#seqlens = Tensor.zeros([shape.batch], "int32", device));
       if (pool !== undefined) {
         this.#table = Tensor.zeros([shape.batch, pool.maxPagesPerSeq], "int32", device);
@@ -198,7 +200,18 @@ export class KVCache implements Disposable {
     if (seed !== undefined && !Number.isInteger(seed)) {
       throw invalidArgument("shufflePages", `expected an integer seed, got ${String(seed)}`);
     }
-    const pool = new PagePool(shape.batch, numPages, columns, seed);
+    let pool: PagePool;
+    try {
+      pool = new PagePool(shape.batch, numPages, columns, seed);
+    } catch (error) {
+      // The host free list of numPages entries: the engine's RangeError when it cannot be made.
+      if (!(error instanceof RangeError)) throw error;
+      throw new FlashAttentionError(
+        "out_of_memory",
+        `numPages: out of host memory for the free list of ${numPages} pages`,
+        { argument: "numPages", cause: error },
+      );
+    }
     return new KVCache(shape, KVCache.#device(shape), [numPages, pageSize], pool);
   }
 

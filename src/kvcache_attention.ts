@@ -23,6 +23,8 @@ import {
   parseLayout,
   parseScale,
 } from "./operands.ts";
+import { booleanOption, optionsObject } from "./options.ts";
+import { checkDisjoint, type NamedTensor } from "./overlap.ts";
 import { scoreArgs } from "./score.ts";
 import { type Stream, streamFor } from "./stream.ts";
 import { checkUsable, describeTensor, shareTensor, type Tensor } from "./tensor.ts";
@@ -115,6 +117,9 @@ interface Request {
   readonly layout: Layout;
   readonly fields: Omit<KvCacheArgs, "out" | "lse">;
   readonly owners: Tensor[];
+  /** The input tensors by argument name, and the cache tensors the call writes. */
+  readonly inputs: NamedTensor[];
+  readonly written: NamedTensor[];
   readonly lseShape: number[];
   readonly cache: KVCache | undefined;
   readonly rows: number;
@@ -154,7 +159,7 @@ function rotaryArgs(rotary: RotaryOptions | undefined, device: Device) {
   return {
     rotaryCos: optionalTensor(rotary.cos, "rotary_cos", device),
     rotarySin: optionalTensor(rotary.sin, "rotary_sin", device),
-    flags: rotary.interleaved ? FLAG_ROTARY_INTERLEAVED : 0,
+    flags: booleanOption(rotary.interleaved, "rotary_interleaved") ? FLAG_ROTARY_INTERLEAVED : 0,
   };
 }
 
@@ -181,16 +186,30 @@ function checkRequest(
   const kNew = appends ? denseOperand(options.kNew!, "k_new", layout, device) : undefined;
   const vNew = appends ? denseOperand(options.vNew!, "v_new", layout, device) : undefined;
   const rotary = rotaryArgs(options.rotary, device);
-  const advances = options.advanceSeqlens ?? appends;
-  if (typeof advances !== "boolean") throw invalidArgument("advance_seqlens", "expected a boolean");
+  const advances = booleanOption(options.advanceSeqlens, "advance_seqlens", appends);
   const [batch, headsQ, rows, headDim] = qd.shape;
   const stream = streamFor(options.stream, device);
   const workspace = optionalTensor(options.workspace, "workspace", device);
-  const flags = (options.causal ? FLAG_CAUSAL : 0) | rotary.flags |
+  const flags = (booleanOption(options.causal, "causal") ? FLAG_CAUSAL : 0) | rotary.flags |
     (advances ? FLAG_ADVANCE_SEQLENS : 0);
-  const owners = [q, cache.k, cache.v, cache.seqlens, cache.blockTable, options.kNew, options.vNew]
-    .concat([options.rotary?.cos, options.rotary?.sin, options.sinks, options.alibiSlopes])
-    .concat([options.workspace])
+  // The library's rule: the caches are written when appending, the lengths when advancing.
+  const written: NamedTensor[] = appends ? [["k_cache", cache.k], ["v_cache", cache.v]] : [];
+  if (advances) written.push(["cache_seqlens", cache.seqlens]);
+  const inputs: NamedTensor[] = [
+    ["q", q],
+    ["k_cache", cache.k],
+    ["v_cache", cache.v],
+    ["cache_seqlens", cache.seqlens],
+    ["block_table", cache.blockTable],
+    ["k_new", options.kNew],
+    ["v_new", options.vNew],
+    ["rotary_cos", options.rotary?.cos],
+    ["rotary_sin", options.rotary?.sin],
+    ["sinks", options.sinks],
+    ["alibi_slopes", options.alibiSlopes],
+    ["workspace", options.workspace],
+  ];
+  const owners = inputs.map(([, tensor]) => tensor)
     .filter((tensor): tensor is Tensor => tensor !== undefined);
   const score = scoreArgs(options, device);
   return {
@@ -220,6 +239,8 @@ function checkRequest(
       workspaceBytes: BigInt(options.workspace ? workspaceBytes(options.workspace) : 0),
     },
     owners,
+    inputs: inputs.filter(([name]) => !written.some(([other]) => other === name)),
+    written,
     lseShape: [batch, headsQ, rows],
     cache: cacheArgument instanceof KVCache ? cacheArgument : undefined,
     rows,
@@ -324,8 +345,9 @@ function callLibrary(
 export function attentionWithKVCache(
   q: Tensor,
   cache: KVCache | KVCacheTensors,
-  options: KVCacheAttentionOptions = {},
+  givenOptions?: KVCacheAttentionOptions,
 ): AttentionResult {
+  const options = optionsObject(givenOptions);
   const request = checkRequest(q, cache, options);
   const capture = request.capture;
   if (capture !== undefined) checkCapturable(request, options);
@@ -334,6 +356,7 @@ export function attentionWithKVCache(
   try {
     const out = outputs.take(options.out, "out", q.shape, q.dtype, request.device);
     const lse = outputs.take(options.lse, "lse", request.lseShape, "float32", request.device);
+    checkDisjoint([["out", out], ["lse", lse], ...request.written], request.inputs);
     if (capture !== undefined && options.workspace === undefined) {
       const bytes = workspaceSize(request, out, lse);
       if (bytes > 0) {
@@ -378,13 +401,15 @@ function workspaceSize(request: Request, out: Tensor, lse: Tensor | undefined): 
 export function kvcacheWorkspaceSize(
   q: Tensor,
   cache: KVCache | KVCacheTensors,
-  options: KVCacheAttentionOptions = {},
+  givenOptions?: KVCacheAttentionOptions,
 ): number {
+  const options = optionsObject(givenOptions);
   const request = checkRequest(q, cache, options);
   const outputs = new Outputs();
   let undo: UndoPages = () => {};
   try {
     const out = outputs.take(options.out, "out", q.shape, q.dtype, request.device);
+    checkDisjoint([["out", out], ["lse", options.lse], ...request.written], request.inputs);
     // The library checks the rows an append would write, so they need their pages: taken
     // for the query and given back after (outside a capture, where nothing may copy).
     if (request.capture === undefined) undo = prepareCache(request);

@@ -12,6 +12,8 @@ import type { AttentionResult } from "./attention.ts";
 import type { Device } from "./device.ts";
 import { formatShape, invalidArgument } from "./errors.ts";
 import { checkDevice, denseOperand, type Layout, Outputs, parseLayout } from "./operands.ts";
+import { optionsObject } from "./options.ts";
+import { checkDisjoint, type NamedTensor } from "./overlap.ts";
 import { streamFor } from "./stream.ts";
 import type { Stream } from "./stream.ts";
 import { checkUsable, describeTensor, type Tensor } from "./tensor.ts";
@@ -77,8 +79,9 @@ function lseOperand(tensor: Tensor, argument: string, device: Device): TensorDes
  */
 export function mergeAttention(
   parts: readonly AttentionResult[],
-  options: MergeOptions = {},
+  givenOptions?: MergeOptions,
 ): AttentionResult {
+  const options = optionsObject(givenOptions);
   if (!Array.isArray(parts) || parts.length === 0) {
     throw invalidArgument("parts", "expected a non-empty list of { out, lse } parts");
   }
@@ -109,6 +112,11 @@ export function mergeAttention(
       device,
     );
     const lse = outputs.take(options.lse, "lse", first.lse.shape, "float32", device);
+    const inputs = parts.flatMap((part, i): NamedTensor[] => [
+      [`out_${i}`, part.out],
+      [`lse_${i}`, part.lse],
+    ]);
+    checkDisjoint([["out", out], ["lse", lse]], inputs);
     const packedParts = packMergeParts(described);
     const args = packMergeArgs({
       parts: hostAddress(packedParts),

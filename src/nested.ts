@@ -6,7 +6,8 @@
 
 import type { Device } from "./device.ts";
 import { disposedError, formatShape, invalidArgument } from "./errors.ts";
-import { copyInto, shareTensor, Tensor } from "./tensor.ts";
+import { optionsObject } from "./options.ts";
+import { allocateTensor, copyInto, shareTensor, Tensor } from "./tensor.ts";
 
 /** Options of {@link NestedBatch.pack}. */
 export interface PackOptions {
@@ -112,11 +113,11 @@ export class NestedBatch implements Disposable {
     });
     const seqlens = seqs.map((seq) => seq.shape[0]);
     checkSeqlens(seqlens);
-    const device = options.device ?? first.device;
+    const device = optionsObject(options).device ?? first.device;
     const cu = prefixSums(seqlens);
     const shape = [cu[seqs.length], first.shape[1], first.shape[2]];
     const rowElements = first.shape[1] * first.shape[2];
-    const data = Tensor.empty(shape, first.dtype, device);
+    const data = allocateTensor(shape, first.dtype, device, "seqs");
     let cuSeqlens: Tensor | undefined;
     try {
       seqs.forEach((seq, i) => copyInto(data, cu[i] * rowElements, seq));

@@ -11,7 +11,7 @@ import type { DType } from "./dtype.ts";
 import { formatShape, invalidArgument } from "./errors.ts";
 import { checkNestedUsable, type NestedBatch } from "./nested.ts";
 import { sameShape } from "./shape.ts";
-import { checkUsable, describeTensor, Tensor } from "./tensor.ts";
+import { allocateTensor, checkUsable, describeTensor, type Tensor } from "./tensor.ts";
 
 /** How dense q/k/v/out (and their gradients) are shaped. */
 export type Layout = "bhsd" | "bshd";
@@ -83,7 +83,7 @@ export class Outputs {
     zeroed = false,
   ): Tensor {
     if (given === undefined) {
-      const made = zeroed ? Tensor.zeros(shape, dtype, device) : Tensor.empty(shape, dtype, device);
+      const made = allocateTensor(shape, dtype, device, argument, zeroed);
       this.#made.push(made);
       return made;
     }
@@ -141,9 +141,13 @@ export function parseDropout(
   };
 }
 
-/** `options.scale`, defaulting to 1/sqrt(headDim). */
+/**
+ * `options.scale`, defaulting to 1/sqrt(headDim). A head dim of 0 has no default: 1/sqrt(0)
+ * would be refused as a bad scale, so a finite placeholder goes to the library instead,
+ * which then refuses what is wrong, q's head dim.
+ */
 export function parseScale(scale: number | undefined, headDim: number): number {
-  if (scale === undefined) return 1 / Math.sqrt(headDim);
+  if (scale === undefined) return headDim > 0 ? 1 / Math.sqrt(headDim) : 1;
   if (typeof scale !== "number") throw invalidArgument("scale", "expected a number");
   return scale;
 }

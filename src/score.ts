@@ -9,6 +9,7 @@ import type { ForwardArgs } from "../ffi/structs.ts";
 import type { Device } from "./device.ts";
 import { invalidArgument } from "./errors.ts";
 import { checkDevice } from "./operands.ts";
+import { describeValue } from "./options.ts";
 import { checkUsable, describeTensor, type Tensor } from "./tensor.ts";
 
 /** The options that shape each score (a subset of `AttentionOptions`). */
@@ -42,7 +43,7 @@ export function parseWindow(window: unknown): [number, number] {
   if (edges.length !== 2 || !integer(left) || !integer(right)) {
     throw invalidArgument(
       "window",
-      `expected a pair of integers [left, right] (-1 = unbounded), got ${describe(window)}`,
+      `expected a pair of integers [left, right] (-1 = unbounded), got ${describeValue(window)}`,
     );
   }
   return [left, right];
@@ -52,7 +53,7 @@ export function parseWindow(window: unknown): [number, number] {
 export function parseSoftcap(softcap: unknown): number {
   if (softcap === undefined) return 0;
   if (typeof softcap !== "number") {
-    throw invalidArgument("softcap", `expected a number, got ${describe(softcap)}`);
+    throw invalidArgument("softcap", `expected a number, got ${describeValue(softcap)}`);
   }
   return softcap;
 }
@@ -74,9 +75,4 @@ export function scoreArgs(options: ScoreOptions, device: Device): ScoreArgs {
     sinks: tensorOption(options.sinks, "sinks", device),
     alibiSlopes: tensorOption(options.alibiSlopes, "alibi_slopes", device),
   };
-}
-
-function describe(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(String).join(", ")}]`;
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
 }

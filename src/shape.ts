@@ -35,10 +35,19 @@ export function isRowMajor(shape: readonly number[], strides: readonly number[])
   return true;
 }
 
-/** Throws "invalid_argument" unless `shape` is a list of non-negative integers. */
+/**
+ * Throws "invalid_argument" unless `shape` is a list of non-negative integers whose product
+ * is exact in a double (at most 2^53), the element count every size computation relies on.
+ */
 export function checkShape(shape: readonly number[], argument = "shape"): void {
   if (!Array.isArray(shape) || !shape.every((size) => Number.isSafeInteger(size) && size >= 0)) {
     throw invalidArgument(argument, `expected non-negative integer sizes, got ${String(shape)}`);
+  }
+  if (!Number.isSafeInteger(countElements(shape))) {
+    throw invalidArgument(
+      argument,
+      `${formatShape(shape)} has more than 2^53 elements, past the largest exact count`,
+    );
   }
 }
 

@@ -8,9 +8,49 @@
 import { check, ffi } from "../ffi/library.ts";
 import { hostAddress } from "../ffi/pointers.ts";
 import type { Device } from "./device.ts";
-import { FlashAttentionError } from "./errors.ts";
+import { FlashAttentionError, invalidArgument } from "./errors.ts";
 
 const ALIGNMENT = 16;
+
+/**
+ * Throws "invalid_argument" naming `argument` unless `byteLength` is a safe integer: past
+ * 2^53 the arithmetic that produced it is no longer exact (and no host could hold it).
+ */
+function checkByteLength(byteLength: number, argument: string): void {
+  if (!Number.isSafeInteger(byteLength) || byteLength < 0) {
+    throw invalidArgument(
+      argument,
+      `a tensor of ${byteLength} bytes is past 2^53, the largest exact size`,
+    );
+  }
+}
+
+/** An "out_of_memory" error naming `argument`, for `byteLength` bytes on `where`. */
+function outOfMemory(argument: string, byteLength: number, where: string, cause?: unknown) {
+  return new FlashAttentionError(
+    "out_of_memory",
+    `${argument}: out of memory allocating ${byteLength} bytes on ${where}`,
+    { argument, cause },
+  );
+}
+
+/**
+ * `byteLength` zeroed host bytes; a failed allocation (the engine's RangeError) becomes
+ * "out_of_memory" naming `argument`, an impossible size "invalid_argument".
+ */
+export function hostBytes(byteLength: number, argument: string): Uint8Array<ArrayBuffer> {
+  checkByteLength(byteLength, argument);
+  try {
+    return new Uint8Array(byteLength);
+  } catch (error) {
+    throw hostFailure(error, argument, byteLength);
+  }
+}
+
+// The engine reports a host allocation it cannot make as a RangeError.
+function hostFailure(error: unknown, argument: string, byteLength: number): unknown {
+  return error instanceof RangeError ? outOfMemory(argument, byteLength, "the host", error) : error;
+}
 
 /** Bytes to skip so that data starts 16-byte aligned; 0 where addresses are not readable. */
 function alignmentPadding(buffer: ArrayBuffer): number {
@@ -56,17 +96,36 @@ export class Storage {
     this.#pointer = pointer;
   }
 
-  /** Allocates `byteLength` bytes on `device` with one reference (host memory is zeroed). */
-  static allocate(device: Device, byteLength: number): Storage {
+  /**
+   * Allocates `byteLength` bytes on `device` with one reference (host memory is zeroed).
+   * Failures name `argument`: "out_of_memory" when the memory is not there (host or
+   * device), "invalid_argument" for a size past 2^53.
+   */
+  static allocate(device: Device, byteLength: number, argument = "tensor"): Storage {
+    checkByteLength(byteLength, argument);
     if (device.kind === "cpu") {
       // The margin keeps the buffer non-empty (a real address) and leaves room to align.
-      const buffer = new ArrayBuffer(byteLength + ALIGNMENT);
+      let buffer: ArrayBuffer;
+      try {
+        buffer = new ArrayBuffer(byteLength + ALIGNMENT);
+      } catch (error) {
+        throw hostFailure(error, argument, byteLength);
+      }
       const host = new Uint8Array(buffer, alignmentPadding(buffer), byteLength);
       return new Storage(device, byteLength, host, 0n);
     }
     const pointer = new BigUint64Array(1);
     // At least a few bytes, so an empty tensor still has a non-zero ("present") address.
-    check(ffi().fa_malloc(device.index, BigInt(Math.max(byteLength, ALIGNMENT)), pointer), "out");
+    const bytes = BigInt(Math.max(byteLength, ALIGNMENT));
+    try {
+      check(ffi().fa_malloc(device.index, bytes, pointer), argument);
+    } catch (error) {
+      // The library names its own parameter ("bytes"); the caller knows which tensor it was.
+      if (error instanceof FlashAttentionError && error.code === "out_of_memory") {
+        throw outOfMemory(argument, byteLength, String(device), error);
+      }
+      throw error;
+    }
     const storage = new Storage(device, byteLength, undefined, pointer[0]);
     leakedDeviceMemory.register(storage, { device: device.index, pointer: pointer[0] }, storage);
     return storage;
@@ -152,7 +211,7 @@ export class Storage {
       check(status, "tensor");
     } else {
       // Between GPUs: through the host, which works without peer access.
-      const staging = new Uint8Array(byteLength);
+      const staging = hostBytes(byteLength, "tensor");
       src.read(srcByteOffset, staging);
       this.write(byteOffset, staging);
     }

@@ -10,7 +10,8 @@ import { type DType, dtypeBytes, dtypeCode, isDType } from "./dtype.ts";
 import { asBytes, asWords, decode, encode, gather } from "./elements.ts";
 import { disposedError, FlashAttentionError, formatShape, invalidArgument } from "./errors.ts";
 import { checkShape, contiguousStrides, countElements, coveredSpan, isRowMajor } from "./shape.ts";
-import { Storage } from "./storage.ts";
+import { describeValue, optionsObject } from "./options.ts";
+import { hostBytes, Storage } from "./storage.ts";
 
 /** Host data accepted by {@link Tensor.fromArray}. */
 export type TensorData = Float32Array | Float16Array | Uint16Array | Int32Array | number[];
@@ -29,6 +30,27 @@ function checkDevice(device: Device | undefined): Device {
   return device;
 }
 
+// Engines convert anything array-like (even a string) to numbers, NaN where it is not one.
+function checkData(data: unknown): void {
+  if (Array.isArray(data)) {
+    const bad = data.findIndex((value) => typeof value !== "number");
+    if (bad < 0) return;
+    throw invalidArgument(
+      "data",
+      `expected an array of numbers, element ${bad} is ${describeValue(data[bad])}`,
+    );
+  }
+  // Any typed array of numbers converts exactly like a number[] (BigInt ones do not).
+  const numeric = ArrayBuffer.isView(data) && !(data instanceof DataView) &&
+    !(data instanceof BigInt64Array) && !(data instanceof BigUint64Array);
+  if (!numeric) {
+    throw invalidArgument(
+      "data",
+      `expected a typed array or an array of numbers, got ${describeValue(data)}`,
+    );
+  }
+}
+
 function checkDtype(dtype: unknown): DType {
   if (!isDType(dtype)) {
     throw invalidArgument("dtype", `expected float16, bfloat16, float32 or int32, got ${dtype}`);
@@ -38,6 +60,13 @@ function checkDtype(dtype: unknown): DType {
 
 // Module-private access to a tensor's storage, bound inside the class body.
 let storageOf: (tensor: Tensor, argument: string) => { storage: Storage; offset: number };
+let allocate: (
+  shape: readonly number[],
+  dtype: DType,
+  device: Device,
+  zeroed: boolean,
+  argument: string,
+) => Tensor;
 let makeView: (
   storage: Storage,
   offset: number,
@@ -80,6 +109,8 @@ export class Tensor implements Disposable {
       if (tensor.#disposed) throw disposedError(argument);
       return { storage: tensor.#storage, offset: tensor.#offset };
     };
+    allocate = (shape, dtype, device, zeroed, argument) =>
+      Tensor.#allocate(shape, dtype, device, zeroed, argument);
     makeView = (storage, offset, shape, strides, dtype) => {
       storage.retain();
       return new Tensor(storage, offset, shape, strides, dtype);
@@ -124,8 +155,10 @@ export class Tensor implements Disposable {
     shape: readonly number[],
     options: TensorOptions = {},
   ): Tensor {
+    checkData(data);
     checkShape(shape);
-    const device = checkDevice(options.device);
+    const { dtype: wanted, device: where } = optionsObject<TensorOptions>(options);
+    const device = checkDevice(where);
     const count = countElements(shape);
     if (data.length !== count) {
       throw invalidArgument(
@@ -136,25 +169,25 @@ export class Tensor implements Disposable {
     let dtype: DType;
     let bytes: Uint8Array;
     if (data instanceof Uint16Array) {
-      if (options.dtype !== "float16" && options.dtype !== "bfloat16") {
+      if (wanted !== "float16" && wanted !== "bfloat16") {
         throw invalidArgument(
           "dtype",
-          `raw Uint16Array data needs dtype float16 or bfloat16, got ${options.dtype}`,
+          `raw Uint16Array data needs dtype float16 or bfloat16, got ${wanted}`,
         );
       }
-      dtype = options.dtype;
+      dtype = wanted;
       bytes = asBytes(data);
-    } else if (data instanceof Float16Array && (options.dtype ?? "float16") === "float16") {
+    } else if (data instanceof Float16Array && (wanted ?? "float16") === "float16") {
       dtype = "float16";
       bytes = asBytes(data);
-    } else if (data instanceof Int32Array && (options.dtype ?? "int32") === "int32") {
+    } else if (data instanceof Int32Array && (wanted ?? "int32") === "int32") {
       dtype = "int32";
       bytes = asBytes(data);
     } else {
-      dtype = checkDtype(options.dtype ?? "float32");
+      dtype = checkDtype(wanted ?? "float32");
       bytes = encode(data instanceof Float32Array ? data : Float32Array.from(data), dtype);
     }
-    return Tensor.#fromBytes(bytes, shape, dtype, device);
+    return Tensor.#fromBytes(bytes, shape, dtype, device, "shape");
   }
 
   // A contiguous tensor holding a copy of `bytes` (already encoded as `dtype`).
@@ -163,8 +196,9 @@ export class Tensor implements Disposable {
     shape: readonly number[],
     dtype: DType,
     device: Device,
+    argument: string,
   ): Tensor {
-    const storage = Storage.allocate(device, bytes.byteLength);
+    const storage = Storage.allocate(device, bytes.byteLength, argument);
     try {
       storage.write(0, bytes);
     } catch (error) {
@@ -176,18 +210,30 @@ export class Tensor implements Disposable {
 
   /** A contiguous tensor with unspecified contents (host memory happens to be zeroed). */
   static empty(shape: readonly number[], dtype: DType, device?: Device): Tensor {
-    checkShape(shape);
-    checkDtype(dtype);
-    const storage = Storage.allocate(checkDevice(device), countElements(shape) * dtypeBytes(dtype));
-    return new Tensor(storage, 0, shape, contiguousStrides(shape), dtype);
+    return Tensor.#allocate(shape, dtype, device, false, "shape");
   }
 
   /** A contiguous tensor of zeros. */
   static zeros(shape: readonly number[], dtype: DType, device?: Device): Tensor {
-    const tensor = Tensor.empty(shape, dtype, device);
-    if (tensor.device.kind === "cuda") {
+    return Tensor.#allocate(shape, dtype, device, true, "shape");
+  }
+
+  // Failures to allocate name `argument`: what the caller was making the tensor for.
+  static #allocate(
+    shape: readonly number[],
+    dtype: DType,
+    device: Device | undefined,
+    zeroed: boolean,
+    argument: string,
+  ): Tensor {
+    checkShape(shape, argument);
+    checkDtype(dtype);
+    const bytes = countElements(shape) * dtypeBytes(dtype);
+    const storage = Storage.allocate(checkDevice(device), bytes, argument);
+    const tensor = new Tensor(storage, 0, shape, contiguousStrides(shape), dtype);
+    if (zeroed && tensor.device.kind === "cuda") {
       try {
-        tensor.#storage.fillZero();
+        storage.fillZero();
       } catch (error) {
         tensor.dispose();
         throw error;
@@ -201,16 +247,16 @@ export class Tensor implements Disposable {
     checkShape(shape);
     checkDtype(dtype);
     const elementBytes = dtypeBytes(dtype);
-    const host = new Uint8Array(countElements(shape) * elementBytes);
+    const host = hostBytes(countElements(shape) * elementBytes, "shape");
     const pattern = asWords(encode(Float32Array.of(value), dtype), elementBytes)[0];
     asWords(host, elementBytes).fill(pattern);
-    return Tensor.#fromBytes(host, shape, dtype, checkDevice(device));
+    return Tensor.#fromBytes(host, shape, dtype, checkDevice(device), "shape");
   }
 
   /** A new contiguous copy on `device` (also when already there). */
   to(device: Device): Tensor {
     const { storage, offset } = storageOf(this, "tensor");
-    const target = Tensor.empty(this.shape, this.dtype, checkDevice(device));
+    const target = Tensor.#allocate(this.shape, this.dtype, checkDevice(device), false, "tensor");
     try {
       copyRegion(target.#storage, 0, this, storage, offset);
     } catch (error) {
@@ -331,7 +377,7 @@ function logicalBytes(tensor: Tensor, argument: string): Uint8Array {
     if (storage.device.kind === "cpu") {
       return storage.hostBytes().subarray(start, start + byteLength);
     }
-    const bytes = new Uint8Array(byteLength);
+    const bytes = hostBytes(byteLength, argument);
     storage.read(start, bytes);
     return bytes;
   }
@@ -341,10 +387,10 @@ function logicalBytes(tensor: Tensor, argument: string): Uint8Array {
   if (storage.device.kind === "cpu") {
     covered = storage.hostBytes().subarray(offset * elementBytes, (offset + span) * elementBytes);
   } else {
-    covered = new Uint8Array(span * elementBytes);
+    covered = hostBytes(span * elementBytes, argument);
     storage.read(offset * elementBytes, covered);
   }
-  const out = new Uint8Array(byteLength);
+  const out = hostBytes(byteLength, argument);
   gather(
     asWords(covered, elementBytes),
     0,
@@ -446,6 +492,20 @@ export function describeTensor(tensor: Tensor, argument: string): TensorDescript
 export function checkUsable(tensor: Tensor, argument: string): void {
   if (!(tensor instanceof Tensor)) throw invalidArgument(argument, "expected a Tensor");
   storageOf(tensor, argument);
+}
+
+/**
+ * A new contiguous tensor for an output or a cache, zeroed when asked; a failed allocation
+ * names `argument` ("out", "capacity", ...). Not public.
+ */
+export function allocateTensor(
+  shape: readonly number[],
+  dtype: DType,
+  device: Device,
+  argument: string,
+  zeroed = false,
+): Tensor {
+  return allocate(shape, dtype, device, zeroed, argument);
 }
 
 /** Another reference to the same view (dispose each separately). Not public. */

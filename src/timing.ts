@@ -5,6 +5,7 @@
 
 import { Device } from "./device.ts";
 import { invalidArgument } from "./errors.ts";
+import { booleanOption, optionsObject } from "./options.ts";
 import { Storage } from "./storage.ts";
 import { CudaEvent, type Stream } from "./stream.ts";
 
@@ -81,8 +82,10 @@ export function summarize(samplesMs: number[]): TimingResult {
  * });
  * ```
  */
-export function timeCuda(fn: () => void, options: TimingOptions = {}): TimingResult {
+export function timeCuda(fn: () => void, givenOptions?: TimingOptions): TimingResult {
+  const options = optionsObject(givenOptions);
   const device = options.device ?? Device.cpu();
+  const flushL2 = booleanOption(options.flushL2, "flushL2");
   const warmup = countOption(options.warmup, 1, "warmup", 0);
   const iterations = countOption(options.iterations, 10, "iterations", 1);
   for (let i = 0; i < warmup; i++) fn();
@@ -103,7 +106,7 @@ export function timeCuda(fn: () => void, options: TimingOptions = {}): TimingRes
     start: events.use(CudaEvent.create(device)),
     end: events.use(CudaEvent.create(device)),
   }));
-  const scratch = options.flushL2 ? Storage.allocate(device, L2_FLUSH_BYTES) : undefined;
+  const scratch = flushL2 ? Storage.allocate(device, L2_FLUSH_BYTES, "flushL2") : undefined;
   try {
     for (const { start, end } of brackets) {
       scratch?.fillZero();

@@ -5,7 +5,7 @@
 
 import { parseArgs } from "node:util";
 import { Device } from "../device.ts";
-import { integerOption, UsageError } from "./args.ts";
+import { integerOption, joinNegativeValues, seedOption, UsageError } from "./args.ts";
 import {
   DECODE_OPTIONS,
   DECODE_USAGE,
@@ -35,7 +35,8 @@ Shape (defaults: cpu B=1 H=4 S=512 D=64; GPU B=1 H=12 S=4096 D=128):
 Attention:
   --causal           causal mask, bottom-right aligned
   --dropout P        dropout probability in [0, 1)
-  --seed N           seed of the inputs and of the dropout mask (default 0)
+  --seed N           seed of the inputs and of the dropout mask, an integer in
+                     [-2^63, 2^64); negative seeds wrap: -1 = 2^64 - 1 (default 0)
   --bias KIND        none (default), full ([B, Hq, Sq, Sk]) or key-padding ([B, 1, 1, Sk])
   --window L,R       sliding window: row i sees keys i+Sk-Sq-L .. i+Sk-Sq+R (-1 = unbounded)
   --softcap C        logit softcap C > 0: scores become C tanh(score / C)
@@ -85,8 +86,8 @@ export interface Config {
   causal: boolean;
   /** Dropout probability (0 = none). */
   dropout: number;
-  /** Seed of the inputs and of the dropout mask. */
-  seed: number;
+  /** Seed of the inputs and of the dropout mask, the u64 the library takes. */
+  seed: bigint;
   /** Which bias to add. */
   bias: BiasKind;
   /** Sliding window [left, right] (undefined = none). */
@@ -167,38 +168,51 @@ function withSinksValue(args: string[]): string[] {
   });
 }
 
+/** The parseArgs options of the CLI. */
+const OPTIONS = {
+  batch: { type: "string" },
+  heads: { type: "string" },
+  "kv-heads": { type: "string" },
+  "seqlen-q": { type: "string" },
+  "seqlen-k": { type: "string" },
+  "head-dim": { type: "string" },
+  dtype: { type: "string", default: "bf16" },
+  layout: { type: "string", default: "bhsd" },
+  causal: { type: "boolean", default: false },
+  dropout: { type: "string", default: "0" },
+  seed: { type: "string", default: "0" },
+  bias: { type: "string", default: "none" },
+  window: { type: "string" },
+  softcap: { type: "string" },
+  sinks: { type: "string" },
+  alibi: { type: "boolean", default: false },
+  backward: { type: "boolean", default: false },
+  deterministic: { type: "boolean", default: false },
+  device: { type: "string", default: "auto" },
+  iterations: { type: "string" },
+  warmup: { type: "string" },
+  check: { type: "boolean" },
+  "no-check": { type: "boolean" },
+  help: { type: "boolean", short: "h", default: false },
+  ...DECODE_OPTIONS,
+} as const;
+
+/** Options that take a value (which may be a negative number). */
+const VALUED: ReadonlySet<string> = new Set(
+  Object.entries(OPTIONS).filter(([, option]) => option.type === "string").map(([name]) => name),
+);
+
+/** Whether `args` ask for --help (which needs no permission and no library). */
+export function asksForHelp(args: readonly string[]): boolean {
+  return args.some((arg) => arg === "--help" || arg === "-h");
+}
+
 /** Parses the command line; "help" when --help was asked for. */
 export function parseConfig(args: string[]): Config | "help" {
   const { values } = parseArgs({
-    args: withSinksValue(args),
+    args: joinNegativeValues(withSinksValue(args), VALUED),
     strict: true,
-    options: {
-      batch: { type: "string" },
-      heads: { type: "string" },
-      "kv-heads": { type: "string" },
-      "seqlen-q": { type: "string" },
-      "seqlen-k": { type: "string" },
-      "head-dim": { type: "string" },
-      dtype: { type: "string", default: "bf16" },
-      layout: { type: "string", default: "bhsd" },
-      causal: { type: "boolean", default: false },
-      dropout: { type: "string", default: "0" },
-      seed: { type: "string", default: "0" },
-      bias: { type: "string", default: "none" },
-      window: { type: "string" },
-      softcap: { type: "string" },
-      sinks: { type: "string" },
-      alibi: { type: "boolean", default: false },
-      backward: { type: "boolean", default: false },
-      deterministic: { type: "boolean", default: false },
-      device: { type: "string", default: "auto" },
-      iterations: { type: "string" },
-      warmup: { type: "string" },
-      check: { type: "boolean" },
-      "no-check": { type: "boolean" },
-      help: { type: "boolean", short: "h", default: false },
-      ...DECODE_OPTIONS,
-    },
+    options: OPTIONS,
   });
   if (values.help) return "help";
   if (values.decode) rejectForwardOptions(values);
@@ -256,7 +270,7 @@ export function parseConfig(args: string[]): Config | "help" {
     layout,
     causal: values.causal,
     dropout,
-    seed: integerOption(values.seed, "seed", 0, 0),
+    seed: seedOption(values.seed),
     bias,
     window: parseWindow(values.window),
     softcap: parseSoftcap(values.softcap),

@@ -2,8 +2,9 @@
 /**
  * Command-line benchmark and self-check of flashattn: random inputs of a chosen shape,
  * time per call, TFLOP/s, and the largest error against a reference (the CPU backend for
- * GPU runs, a plain float64 computation for CPU runs). `--decode` times and checks
- * decoding over a KV cache instead (time per call or step, KV bytes read as GB/s).
+ * GPU runs, a plain float64 computation for CPU runs). `--seqlens` runs a nested batch of
+ * sequences of different lengths; `--decode` times and checks decoding over a KV cache
+ * instead (time per call or step, KV bytes read as GB/s).
  *
  * ```sh
  * deno run --allow-ffi --allow-read --allow-env jsr:@flashattn/flashattn/cli --causal --backward
@@ -42,6 +43,7 @@ import { formatComparison } from "./src/cli/compare.ts";
 import { runDecode } from "./src/cli/decode.ts";
 import { backwardFlops, forwardFlops } from "./src/cli/flops.ts";
 import { attentionOptions, makeInputs } from "./src/cli/inputs.ts";
+import { runNested } from "./src/cli/nested.ts";
 import { Progress, trackCalls } from "./src/cli/progress.ts";
 
 function describeDevice(device: Device): string {
@@ -62,6 +64,7 @@ function run(config: Config): number {
   console.log(`device:   ${describeDevice(device)}`);
   const progress = new Progress();
   if (config.decode) return runDecode(config, config.decode, progress);
+  if (config.nested) return runNested(config, config.nested, progress);
   const inputs = makeInputs(config, stack);
   const options = attentionOptions(config, inputs);
   const { q, k, v, dout } = inputs;

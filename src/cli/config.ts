@@ -15,6 +15,8 @@ import {
   rejectForwardOptions,
 } from "./decode_config.ts";
 
+import { NESTED_OPTIONS, NESTED_USAGE, type NestedConfig, parseNested } from "./nested_config.ts";
+
 export { UsageError } from "./args.ts";
 
 /** The --help text. */
@@ -54,7 +56,12 @@ Run:
   --no-check         skip the comparison
   -h, --help         show this help
 
-${DECODE_USAGE}`;
+${NESTED_USAGE}
+
+${DECODE_USAGE}
+
+Exit status: 0 done (and every check passed), 1 a check failed or the library refused or
+failed, 2 a usage mistake or a missing permission flag (nothing ran).`;
 
 /** Which bias the run adds: none, a full [B, Hq, Sq, Sk] one, or a [B, 1, 1, Sk] key mask. */
 export type BiasKind = "none" | "full" | "key-padding";
@@ -113,6 +120,11 @@ export interface Config {
    * `seqlenQ` is Snew and `seqlenK` the longest cache length plus the appended rows.
    */
   decode: DecodeConfig | undefined;
+  /**
+   * The nested mode's lengths (--seqlens); undefined for a dense batch. In nested mode
+   * `batch` is the number of sequences and `seqlenQ`, `seqlenK` the longest lengths.
+   */
+  nested: NestedConfig | undefined;
 }
 
 function choice<T extends string>(value: string, name: string, choices: Record<string, T>): T {
@@ -195,6 +207,7 @@ const OPTIONS = {
   "no-check": { type: "boolean" },
   help: { type: "boolean", short: "h", default: false },
   ...DECODE_OPTIONS,
+  ...NESTED_OPTIONS,
 } as const;
 
 /** Options that take a value (which may be a negative number). */
@@ -252,15 +265,25 @@ export function parseConfig(args: string[]): Config | "help" {
     "kv-heads",
     gpu && decode && values.heads === undefined ? 8 : headsQ,
   );
+  const nested = parseNested(values);
   const seqlenQ = decode
     ? decode.newRows
+    : nested
+    ? Math.max(...nested.seqlensQ)
     : integerOption(values["seqlen-q"], "seqlen-q", gpu ? 4096 : 512);
   const seqlenK = decode
     ? Math.max(...decode.cacheLengths) + (decode.append ? decode.newRows : 0)
+    : nested
+    ? Math.max(...nested.seqlensK)
     : integerOption(values["seqlen-k"], "seqlen-k", seqlenQ);
+  const batch = decode
+    ? decode.cacheLengths.length
+    : nested
+    ? nested.seqlensQ.length
+    : integerOption(values.batch, "batch", 1);
   return {
     device,
-    batch: decode ? decode.cacheLengths.length : integerOption(values.batch, "batch", 1),
+    batch,
     headsQ,
     headsKv,
     seqlenQ,
@@ -282,6 +305,7 @@ export function parseConfig(args: string[]): Config | "help" {
     warmup: integerOption(values.warmup, "warmup", gpu ? 3 : 1, 0),
     check: values["no-check"] ? false : values.check,
     decode,
+    nested,
   };
 }
 
@@ -291,16 +315,35 @@ export function effectiveWindow(config: Config): [number, number] {
   return config.causal ? [left, 0] : [left, right];
 }
 
-/** One line describing the problem: sizes, dtype, layout and options. */
+/** One line describing the problem: sizes, dtype, layout and every option given or defaulted. */
 export function describeProblem(config: Config): string {
   if (config.decode) return describeDecode(config, config.decode);
+  const nested = config.nested;
+  const sizes = nested
+    ? [
+      `nested B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
+      `Sq=${nested.seqlensQ.join(",")} Sk=${nested.seqlensK.join(",")} D=${config.headDim}`,
+    ]
+    : [
+      `B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
+      `Sq=${config.seqlenQ} Sk=${config.seqlenK} D=${config.headDim}`,
+    ];
   const parts = [
-    `B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
-    `Sq=${config.seqlenQ} Sk=${config.seqlenK} D=${config.headDim}`,
-    `${config.dtype} ${config.layout}`,
+    ...sizes,
+    `${config.dtype} ${nested ? "packed" : config.layout}`,
+    `seed=${config.seed}`,
     ...scoreParts(config),
+    ...(config.backward ? ["backward"] : []),
+    ...(config.deterministic ? ["deterministic"] : []),
+    ...runParts(config),
   ];
   return parts.join(" ");
+}
+
+/** How the calls are timed: warm-up and timed calls (decode steps count themselves). */
+function runParts(config: Config): string[] {
+  const timed = config.decode && config.decode.steps > 0 ? [] : [`iterations=${config.iterations}`];
+  return [`warmup=${config.warmup}`, ...timed];
 }
 
 /** The decode problem: every decode option, then the score options that are on. */
@@ -319,6 +362,7 @@ function describeDecode(config: Config, decode: DecodeConfig): string {
     `graph=${decode.graph ? "on" : "off"}`,
     `seed=${config.seed}`,
     ...scoreParts(config),
+    ...runParts(config),
   ];
   return parts.join(" ");
 }

@@ -2,8 +2,9 @@
 /**
  * Command-line benchmark and self-check of flashattn: random inputs of a chosen shape,
  * time per call, TFLOP/s, and the largest error against a reference (the CPU backend for
- * GPU runs, a plain float64 computation for CPU runs). `--decode` times and checks
- * decoding over a KV cache instead (time per call or step, KV bytes read as GB/s).
+ * GPU runs, a plain float64 computation for CPU runs). `--seqlens` runs a nested batch of
+ * sequences of different lengths; `--decode` times and checks decoding over a KV cache
+ * instead (time per call or step, KV bytes read as GB/s).
  *
  * ```sh
  * deno run --allow-ffi --allow-read --allow-env jsr:@flashattn/flashattn/cli --causal --backward
@@ -18,7 +19,6 @@ import {
   type AttentionOptions,
   type BackwardOptions,
   type Device,
-  FlashAttentionError,
   Tensor,
   timeCuda,
   type TimingResult,
@@ -31,17 +31,20 @@ import {
   type Results,
 } from "./src/cli/check.ts";
 import {
+  asksForHelp,
   type Config,
   describeProblem,
   effectiveWindow,
   parseConfig,
   USAGE,
-  UsageError,
 } from "./src/cli/config.ts";
+import { missingFfi, reportFailure } from "./src/cli/failures.ts";
 import { formatComparison } from "./src/cli/compare.ts";
 import { runDecode } from "./src/cli/decode.ts";
 import { backwardFlops, forwardFlops } from "./src/cli/flops.ts";
 import { attentionOptions, makeInputs } from "./src/cli/inputs.ts";
+import { runNested } from "./src/cli/nested.ts";
+import { Progress, trackCalls } from "./src/cli/progress.ts";
 
 function describeDevice(device: Device): string {
   if (device.kind === "cpu") return `cpu (${device.multiprocessors} threads, CPU backend)`;
@@ -59,8 +62,9 @@ function run(config: Config): number {
   using stack = new DisposableStack();
   const { device } = config;
   console.log(`device:   ${describeDevice(device)}`);
-  if (config.decode) return runDecode(config, config.decode);
-  console.log(`problem:  ${describeProblem(config)}`);
+  const progress = new Progress();
+  if (config.decode) return runDecode(config, config.decode, progress);
+  if (config.nested) return runNested(config, config.nested, progress);
   const inputs = makeInputs(config, stack);
   const options = attentionOptions(config, inputs);
   const { q, k, v, dout } = inputs;
@@ -73,6 +77,9 @@ function run(config: Config): number {
     window: effectiveWindow(config),
   };
   const timing = { device, warmup: config.warmup, iterations: config.iterations };
+  const calls = config.warmup + config.iterations;
+  // The library checks the arguments at the first call: the problem line follows it.
+  const problem = () => progress.log(`problem:  ${describeProblem(config)}`);
 
   // Outputs are allocated once, so that only the attention calls are timed.
   const out = stack.use(Tensor.empty(q.shape, q.dtype, device));
@@ -80,7 +87,12 @@ function run(config: Config): number {
     Tensor.empty([config.batch, config.headsQ, config.seqlenQ], "float32", device),
   );
   const forwardOptions: AttentionOptions = { ...options, out, lse };
-  const forward = timeCuda(() => void attention(q, k, v, forwardOptions), timing);
+  progress.start(`running forward on ${device}`);
+  const forward = timeCuda(
+    trackCalls(() => void attention(q, k, v, forwardOptions), calls, progress, problem),
+    timing,
+  );
+  progress.end();
   console.log(formatTiming("forward", forward, forwardFlops(flopShape), config.iterations));
 
   const results: Results = { out, lse };
@@ -97,10 +109,17 @@ function run(config: Config): number {
         : undefined,
     };
     const backwardOptions: BackwardOptions = { ...options, ...grads };
+    progress.start(`running backward on ${device}`);
     const backward = timeCuda(
-      () => void attentionBackward(dout, q, k, v, out, lse, backwardOptions),
+      trackCalls(
+        () => void attentionBackward(dout, q, k, v, out, lse, backwardOptions),
+        calls,
+        progress,
+        () => {},
+      ),
       timing,
     );
+    progress.end();
     console.log(formatTiming("backward", backward, backwardFlops(flopShape), config.iterations));
     results.grads = grads;
   }
@@ -112,43 +131,48 @@ function run(config: Config): number {
   }
   const started = performance.now();
   const onGpu = device.kind === "cuda";
+  const reference = onGpu ? "the CPU backend" : "float64 reference";
+  progress.start(`checking against ${reference}`);
   const expected = onGpu
     ? cpuBackendValues(config, inputs, options)
     : referenceValues(config, inputs);
   const comparisons = compareAll(config, results, expected);
+  progress.end();
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  console.log(
-    `check:    against ${onGpu ? "the CPU backend" : "float64 reference"} (${seconds} s)`,
-  );
+  console.log(`check:    against ${reference} (${seconds} s)`);
   for (const c of comparisons) console.log(formatComparison(c));
   return comparisons.every((c) => c.ok) ? 0 : 1;
 }
 
+/** Bytes of the run's largest host array (float32 q or k), for an allocation that failed. */
+function describeHostBytes(config: Config): string {
+  const rows = Math.max(config.headsQ * config.seqlenQ, config.headsKv * config.seqlenK);
+  const bytes = config.batch * rows * config.headDim * 4;
+  return `the inputs are generated on the host as float32, ${(bytes / 1e9).toFixed(1)} GB ` +
+    `for the largest of q, k, v`;
+}
+
 /** Runs the CLI with `args`; returns the exit code. */
 export function main(args: string[]): number {
+  let config: Config | "help" | undefined;
   try {
-    const config = parseConfig(args);
+    const ffi = asksForHelp(args) ? undefined : missingFfi();
+    if (ffi !== undefined) {
+      console.error(ffi);
+      return 2;
+    }
+    config = parseConfig(args);
     if (config === "help") {
       console.log(USAGE);
       return 0;
     }
     return run(config);
   } catch (error) {
-    if (error instanceof FlashAttentionError) {
-      console.error(`error: ${error.message}`);
-      return 1;
-    }
-    if (error instanceof UsageError || isParseArgsError(error)) {
-      console.error(`error: ${(error as Error).message}\n(see --help)`);
-      return 2;
-    }
-    throw error;
+    const parsed = typeof config === "object" ? config : undefined;
+    const code = reportFailure(error, parsed && (() => describeHostBytes(parsed)));
+    if (code === undefined) throw error;
+    return code;
   }
-}
-
-function isParseArgsError(error: unknown): boolean {
-  return error instanceof Error && "code" in error &&
-    String((error as { code: unknown }).code).startsWith("ERR_PARSE_ARGS");
 }
 
 if (import.meta.main) Deno.exit(main(Deno.args));

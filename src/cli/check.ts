@@ -57,7 +57,7 @@ export function referenceValues(config: Config, inputs: Inputs): Expected {
   };
   if (inputs.bias) problem.bias = { values: inputs.bias.toFloat32(), shape: inputs.bias.shape };
   if (config.dropout > 0) {
-    problem.dropout = { p: config.dropout, seed: BigInt(config.seed), offset: 0 };
+    problem.dropout = { p: config.dropout, seed: config.seed, offset: 0 };
   }
   if (config.window) problem.window = config.window;
   if (config.softcap > 0) problem.softcap = config.softcap;

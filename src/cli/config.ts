@@ -5,7 +5,7 @@
 
 import { parseArgs } from "node:util";
 import { Device } from "../device.ts";
-import { integerOption, UsageError } from "./args.ts";
+import { integerOption, joinNegativeValues, seedOption, UsageError } from "./args.ts";
 import {
   DECODE_OPTIONS,
   DECODE_USAGE,
@@ -14,6 +14,8 @@ import {
   rejectDecodeOptions,
   rejectForwardOptions,
 } from "./decode_config.ts";
+
+import { NESTED_OPTIONS, NESTED_USAGE, type NestedConfig, parseNested } from "./nested_config.ts";
 
 export { UsageError } from "./args.ts";
 
@@ -35,7 +37,8 @@ Shape (defaults: cpu B=1 H=4 S=512 D=64; GPU B=1 H=12 S=4096 D=128):
 Attention:
   --causal           causal mask, bottom-right aligned
   --dropout P        dropout probability in [0, 1)
-  --seed N           seed of the inputs and of the dropout mask (default 0)
+  --seed N           seed of the inputs and of the dropout mask, an integer in
+                     [-2^63, 2^64); negative seeds wrap: -1 = 2^64 - 1 (default 0)
   --bias KIND        none (default), full ([B, Hq, Sq, Sk]) or key-padding ([B, 1, 1, Sk])
   --window L,R       sliding window: row i sees keys i+Sk-Sq-L .. i+Sk-Sq+R (-1 = unbounded)
   --softcap C        logit softcap C > 0: scores become C tanh(score / C)
@@ -53,7 +56,12 @@ Run:
   --no-check         skip the comparison
   -h, --help         show this help
 
-${DECODE_USAGE}`;
+${NESTED_USAGE}
+
+${DECODE_USAGE}
+
+Exit status: 0 done (and every check passed), 1 a check failed or the library refused or
+failed, 2 a usage mistake or a missing permission flag (nothing ran).`;
 
 /** Which bias the run adds: none, a full [B, Hq, Sq, Sk] one, or a [B, 1, 1, Sk] key mask. */
 export type BiasKind = "none" | "full" | "key-padding";
@@ -85,8 +93,8 @@ export interface Config {
   causal: boolean;
   /** Dropout probability (0 = none). */
   dropout: number;
-  /** Seed of the inputs and of the dropout mask. */
-  seed: number;
+  /** Seed of the inputs and of the dropout mask, the u64 the library takes. */
+  seed: bigint;
   /** Which bias to add. */
   bias: BiasKind;
   /** Sliding window [left, right] (undefined = none). */
@@ -112,6 +120,11 @@ export interface Config {
    * `seqlenQ` is Snew and `seqlenK` the longest cache length plus the appended rows.
    */
   decode: DecodeConfig | undefined;
+  /**
+   * The nested mode's lengths (--seqlens); undefined for a dense batch. In nested mode
+   * `batch` is the number of sequences and `seqlenQ`, `seqlenK` the longest lengths.
+   */
+  nested: NestedConfig | undefined;
 }
 
 function choice<T extends string>(value: string, name: string, choices: Record<string, T>): T {
@@ -167,38 +180,52 @@ function withSinksValue(args: string[]): string[] {
   });
 }
 
+/** The parseArgs options of the CLI. */
+const OPTIONS = {
+  batch: { type: "string" },
+  heads: { type: "string" },
+  "kv-heads": { type: "string" },
+  "seqlen-q": { type: "string" },
+  "seqlen-k": { type: "string" },
+  "head-dim": { type: "string" },
+  dtype: { type: "string", default: "bf16" },
+  layout: { type: "string", default: "bhsd" },
+  causal: { type: "boolean", default: false },
+  dropout: { type: "string", default: "0" },
+  seed: { type: "string", default: "0" },
+  bias: { type: "string", default: "none" },
+  window: { type: "string" },
+  softcap: { type: "string" },
+  sinks: { type: "string" },
+  alibi: { type: "boolean", default: false },
+  backward: { type: "boolean", default: false },
+  deterministic: { type: "boolean", default: false },
+  device: { type: "string", default: "auto" },
+  iterations: { type: "string" },
+  warmup: { type: "string" },
+  check: { type: "boolean" },
+  "no-check": { type: "boolean" },
+  help: { type: "boolean", short: "h", default: false },
+  ...DECODE_OPTIONS,
+  ...NESTED_OPTIONS,
+} as const;
+
+/** Options that take a value (which may be a negative number). */
+const VALUED: ReadonlySet<string> = new Set(
+  Object.entries(OPTIONS).filter(([, option]) => option.type === "string").map(([name]) => name),
+);
+
+/** Whether `args` ask for --help (which needs no permission and no library). */
+export function asksForHelp(args: readonly string[]): boolean {
+  return args.some((arg) => arg === "--help" || arg === "-h");
+}
+
 /** Parses the command line; "help" when --help was asked for. */
 export function parseConfig(args: string[]): Config | "help" {
   const { values } = parseArgs({
-    args: withSinksValue(args),
+    args: joinNegativeValues(withSinksValue(args), VALUED),
     strict: true,
-    options: {
-      batch: { type: "string" },
-      heads: { type: "string" },
-      "kv-heads": { type: "string" },
-      "seqlen-q": { type: "string" },
-      "seqlen-k": { type: "string" },
-      "head-dim": { type: "string" },
-      dtype: { type: "string", default: "bf16" },
-      layout: { type: "string", default: "bhsd" },
-      causal: { type: "boolean", default: false },
-      dropout: { type: "string", default: "0" },
-      seed: { type: "string", default: "0" },
-      bias: { type: "string", default: "none" },
-      window: { type: "string" },
-      softcap: { type: "string" },
-      sinks: { type: "string" },
-      alibi: { type: "boolean", default: false },
-      backward: { type: "boolean", default: false },
-      deterministic: { type: "boolean", default: false },
-      device: { type: "string", default: "auto" },
-      iterations: { type: "string" },
-      warmup: { type: "string" },
-      check: { type: "boolean" },
-      "no-check": { type: "boolean" },
-      help: { type: "boolean", short: "h", default: false },
-      ...DECODE_OPTIONS,
-    },
+    options: OPTIONS,
   });
   if (values.help) return "help";
   if (values.decode) rejectForwardOptions(values);
@@ -238,15 +265,25 @@ export function parseConfig(args: string[]): Config | "help" {
     "kv-heads",
     gpu && decode && values.heads === undefined ? 8 : headsQ,
   );
+  const nested = parseNested(values);
   const seqlenQ = decode
     ? decode.newRows
+    : nested
+    ? Math.max(...nested.seqlensQ)
     : integerOption(values["seqlen-q"], "seqlen-q", gpu ? 4096 : 512);
   const seqlenK = decode
     ? Math.max(...decode.cacheLengths) + (decode.append ? decode.newRows : 0)
+    : nested
+    ? Math.max(...nested.seqlensK)
     : integerOption(values["seqlen-k"], "seqlen-k", seqlenQ);
+  const batch = decode
+    ? decode.cacheLengths.length
+    : nested
+    ? nested.seqlensQ.length
+    : integerOption(values.batch, "batch", 1);
   return {
     device,
-    batch: decode ? decode.cacheLengths.length : integerOption(values.batch, "batch", 1),
+    batch,
     headsQ,
     headsKv,
     seqlenQ,
@@ -256,7 +293,7 @@ export function parseConfig(args: string[]): Config | "help" {
     layout,
     causal: values.causal,
     dropout,
-    seed: integerOption(values.seed, "seed", 0, 0),
+    seed: seedOption(values.seed),
     bias,
     window: parseWindow(values.window),
     softcap: parseSoftcap(values.softcap),
@@ -268,6 +305,7 @@ export function parseConfig(args: string[]): Config | "help" {
     warmup: integerOption(values.warmup, "warmup", gpu ? 3 : 1, 0),
     check: values["no-check"] ? false : values.check,
     decode,
+    nested,
   };
 }
 
@@ -277,16 +315,35 @@ export function effectiveWindow(config: Config): [number, number] {
   return config.causal ? [left, 0] : [left, right];
 }
 
-/** One line describing the problem: sizes, dtype, layout and options. */
+/** One line describing the problem: sizes, dtype, layout and every option given or defaulted. */
 export function describeProblem(config: Config): string {
   if (config.decode) return describeDecode(config, config.decode);
+  const nested = config.nested;
+  const sizes = nested
+    ? [
+      `nested B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
+      `Sq=${nested.seqlensQ.join(",")} Sk=${nested.seqlensK.join(",")} D=${config.headDim}`,
+    ]
+    : [
+      `B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
+      `Sq=${config.seqlenQ} Sk=${config.seqlenK} D=${config.headDim}`,
+    ];
   const parts = [
-    `B=${config.batch} Hq=${config.headsQ} Hkv=${config.headsKv}`,
-    `Sq=${config.seqlenQ} Sk=${config.seqlenK} D=${config.headDim}`,
-    `${config.dtype} ${config.layout}`,
+    ...sizes,
+    `${config.dtype} ${nested ? "packed" : config.layout}`,
+    `seed=${config.seed}`,
     ...scoreParts(config),
+    ...(config.backward ? ["backward"] : []),
+    ...(config.deterministic ? ["deterministic"] : []),
+    ...runParts(config),
   ];
   return parts.join(" ");
+}
+
+/** How the calls are timed: warm-up and timed calls (decode steps count themselves). */
+function runParts(config: Config): string[] {
+  const timed = config.decode && config.decode.steps > 0 ? [] : [`iterations=${config.iterations}`];
+  return [`warmup=${config.warmup}`, ...timed];
 }
 
 /** The decode problem: every decode option, then the score options that are on. */
@@ -305,6 +362,7 @@ function describeDecode(config: Config, decode: DecodeConfig): string {
     `graph=${decode.graph ? "on" : "off"}`,
     `seed=${config.seed}`,
     ...scoreParts(config),
+    ...runParts(config),
   ];
   return parts.join(" ");
 }

@@ -17,6 +17,7 @@ import { Stream } from "../stream.ts";
 import { Tensor } from "../tensor.ts";
 import { timeCuda, type TimingResult } from "../timing.ts";
 import { formatComparison } from "./compare.ts";
+import { type Progress, trackCalls } from "./progress.ts";
 import { type Config, describeProblem, effectiveWindow } from "./config.ts";
 import type { DecodeConfig } from "./decode_config.ts";
 import { checkDecode, decodeCheckByDefault, type DecodeResults } from "./decode_check.ts";
@@ -85,6 +86,7 @@ function timeDecode(
   setup: DecodeSetup,
   options: KVCacheAttentionOptions,
   stack: DisposableStack,
+  progress: Progress,
 ): TimingResult {
   const { device } = config;
   const { q, cache } = setup;
@@ -100,9 +102,15 @@ function timeDecode(
     step = () => graph.launch();
   }
   const iterations = decode.steps > 0 ? decode.steps : config.iterations;
+  // The library checks the arguments at the first call: the problem line follows it.
+  const problem = () => progress.log(`problem:  ${describeProblem(config)}`);
+  const tracked = trackCalls(step, config.warmup + iterations, progress, problem);
   // A cold L2 for every call on CUDA, as a decoding step of a whole model sees it.
   const flushL2 = device.kind === "cuda";
-  return timeCuda(step, { device, warmup: config.warmup, iterations, flushL2 });
+  progress.start(`running decode on ${device}`);
+  const timing = timeCuda(tracked, { device, warmup: config.warmup, iterations, flushL2 });
+  progress.end();
+  return timing;
 }
 
 /** "decode    0.041 ms/step (median of 20, cold L2), 1640.2 GB/s KV read (67.11 MB/step)". */
@@ -122,14 +130,13 @@ function formatLengths(lengths: readonly number[]): string {
 }
 
 /** Runs the decode mode of `config`; returns the exit code. */
-export function runDecode(config: Config, decode: DecodeConfig): number {
+export function runDecode(config: Config, decode: DecodeConfig, progress: Progress): number {
   using stack = new DisposableStack();
-  console.log(`problem:  ${describeProblem(config)}`);
   const plan = decodePlan(config, decode);
   const data = makeDecodeData(config, decode, plan);
   const setup = makeDecodeSetup(config, decode, plan, data, stack);
   const options = callOptions(config, decode, setup, stack);
-  const timing = timeDecode(config, decode, setup, options, stack);
+  const timing = timeDecode(config, decode, setup, options, stack, progress);
   console.log(describeTiming(config, decode, timing, kvBytesPerCall(config, decode, plan)));
 
   if (!(config.check ?? decodeCheckByDefault(config, plan))) {
@@ -138,9 +145,11 @@ export function runDecode(config: Config, decode: DecodeConfig): number {
     return 0;
   }
   const started = performance.now();
+  progress.start("checking");
   config.device.synchronize();
   const results: DecodeResults = { out: options.out!, lse: options.lse!, cache: setup.cache };
   const check = checkDecode(config, decode, plan, data, results);
+  progress.end();
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   console.log(`check:    against ${check.reference} (${seconds} s)`);
   for (const comparison of check.comparisons) console.log(formatComparison(comparison));

@@ -12,7 +12,7 @@ import { Tensor } from "../tensor.ts";
 import type { Config } from "./config.ts";
 import type { DecodeConfig } from "./decode_config.ts";
 import { alibiSlopes } from "./inputs.ts";
-import { SeededRandom } from "./random.ts";
+import { inputSeed, SeededRandom } from "./random.ts";
 
 /** The calls of a run and the cache room they need. */
 export interface DecodePlan {
@@ -82,7 +82,7 @@ function rotaryTables(rows: number, dim: number): [Float32Array, Float32Array] {
 
 /** Seeded N(0, 1) data of a run, rounded to the dtype. */
 export function makeDecodeData(config: Config, decode: DecodeConfig, plan: DecodePlan): DecodeData {
-  const random = new SeededRandom(config.seed);
+  const random = new SeededRandom(inputSeed(config.seed));
   const draw = (count: number) => roundToDtype(random.normals(count), config.dtype);
   const row = config.headsKv * config.headDim;
   const rows = config.batch * decode.newRows * config.headDim;
@@ -149,7 +149,7 @@ function makeCache(config: Config, decode: DecodeConfig, plan: DecodePlan, data:
       pageSize,
       numPages: plan.finalRows.reduce((pages, rows) => pages + Math.ceil(rows / pageSize), 0),
       maxPagesPerSeq: plan.capacity / pageSize,
-      shufflePages: config.seed,
+      shufflePages: inputSeed(config.seed),
     });
   try {
     decode.cacheLengths.forEach((length, b) => {

@@ -6,7 +6,7 @@
 import type { BackwardOptions } from "../attention.ts";
 import { Tensor } from "../tensor.ts";
 import type { Config } from "./config.ts";
-import { SeededRandom } from "./random.ts";
+import { inputSeed, SeededRandom } from "./random.ts";
 
 /** The random inputs of one run, all owned by `stack`. */
 export interface Inputs {
@@ -59,7 +59,7 @@ function biasValues(config: Config, random: SeededRandom): [Float32Array, number
 
 /** Seeded random q, k, v, dout (~N(0, 1)) and bias on the run's device, owned by `stack`. */
 export function makeInputs(config: Config, stack: DisposableStack): Inputs {
-  const random = new SeededRandom(config.seed);
+  const random = new SeededRandom(inputSeed(config.seed));
   const tensor = (values: Float32Array, shape: number[]) =>
     stack.use(Tensor.fromArray(values, shape, { dtype: config.dtype, device: config.device }));
   const random4 = (shape: number[]) =>

@@ -34,3 +34,12 @@ export class SeededRandom {
     return values;
   }
 }
+
+/**
+ * The 32-bit generator seed of a 64-bit CLI seed: the low word, xor the high word times an
+ * odd constant, so seeds below 2^32 keep their inputs and 2^32 differs from 0.
+ */
+export function inputSeed(seed: bigint): number {
+  const low = Number(seed & 0xffffffffn), high = Number((seed >> 32n) & 0xffffffffn);
+  return (low ^ Math.imul(high, 0x9e3779b1)) >>> 0;
+}

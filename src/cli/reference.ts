@@ -43,6 +43,11 @@ export interface ReferenceProblem {
   sinks?: Float32Array;
   /** ALiBi slopes [Hq]: the score gets -slope |i + Sk - Sq - j|. */
   alibiSlopes?: Float32Array;
+  /**
+   * Index of batch entry 0 in the dropout counter (default 0): a nested batch's sequence
+   * checked on its own draws the mask of its place in the batch.
+   */
+  firstSequence?: number;
 }
 
 /** Forward results. */
@@ -139,7 +144,7 @@ function rowProbabilities(problem: ReferenceProblem, b: number, h: number, i: nu
     const keep = dropoutRow(
       dropout.seed,
       dropout.offset >>> 0,
-      b * headsQ + h,
+      (b + (problem.firstSequence ?? 0)) * headsQ + h,
       i,
       seqlenK,
       dropoutThreshold(dropout.p),

@@ -1021,6 +1021,18 @@ Deno.test("raw ABI: mismatched devices, misaligned pointers, bad strides", () =>
   );
 });
 
+Deno.test("raw ABI: an output sharing memory with another output or an input is refused", () => {
+  rawForwardFails("out = q", INVALID, "out", (a) => ({ ...a, out: { ...a.out, data: a.q.data } }));
+  rawBackwardFails("dk = dv", INVALID, "dk", (a) => ({ ...a, dk: { ...a.dk, data: a.dv.data } }));
+  rawBackwardFails(
+    "dq = dout",
+    INVALID,
+    "dq",
+    (a) => ({ ...a, dq: { ...a.dq, data: a.dout.data } }),
+  );
+  rawBackwardFails("dv = v", INVALID, "dv", (a) => ({ ...a, dv: { ...a.dv, data: a.v.data } }));
+});
+
 Deno.test("raw ABI: element counts and byte offsets beyond int64 are refused, naming the tensor", () => {
   // 2^31 * 2^31 * 8 = 2^65 elements wraps to 0 in int64: such a tensor must not pass as empty
   // (which skipped the overlap and alignment checks, then ran for ever over stride-0 views).

@@ -191,12 +191,15 @@ fa_status check_layouts(const Request& request, const std::vector<NamedTensor>& 
     outputs = {{"out", request.out}};
     if (present(request.lse)) outputs.push_back({"lse", request.lse});
   }
+  // An output shares no byte with itself (beyond reduced dims) or any other tensor.
   for (const NamedTensor& named : outputs) {
     if (const fa_status s = check_no_overlap(named.name, *named.tensor, 0)) return s;
+    if (const fa_status s = check_disjoint(named.name, *named.tensor, all)) return s;
   }
   if (present(request.dbias)) {
     // Stride 0 on B, Hq or Sq means "sum over that dim"; the key dim is never reduced.
     if (const fa_status s = check_no_overlap("dbias", *request.dbias, 0x7u)) return s;
+    if (const fa_status s = check_disjoint("dbias", *request.dbias, all)) return s;
   }
   return check_dsinks_disjoint(request, all);
 }

@@ -93,8 +93,8 @@ nvcc_spills = $(1) 2>$@.log; s=$$?; \
   max=$$(sed -n 's/.* \([0-9]*\) bytes spill stores.*/\1/p' $@.log | sort -n | tail -n 1); \
   rm -f $@.log; \
   if [ $$n -gt 0 ]; then \
-    printf '  %-5s %s: %s spilling kernels (at most %s bytes): cuda/sm80/README.md, "ptxas spills"\n' \
-      SPILL $< $$n $$max; \
+    printf '  %-5s %s: %s kernel builds spill, at most %s bytes (%s; V=1 lists them)\n' \
+      SPILL $< $$n $$max 'cuda/sm80/README.md, "ptxas spills"'; \
   fi
 endif
 

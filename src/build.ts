@@ -1,5 +1,6 @@
 /**
- * Building libflashattn.so with the user's CUDA toolkit.
+ * Building libflashattn.so with the user's CUDA toolkit (or, where there is no nvcc, the
+ * CPU-only library: `make lib-cpu`, the CPU backend alone, built by a C++17 compiler).
  *
  * From a local checkout this runs `make lib` in the checkout. From a remote import (JSR) it
  * fetches the C++/CUDA sources listed in {@link SOURCE_FILES} into a temporary folder,
@@ -58,6 +59,7 @@ export const SOURCE_FILES: readonly string[] = [
   "cuda/api/kvcache_validate.h",
   "cuda/api/library.cpp",
   "cuda/api/merge_validate.cpp",
+  "cuda/api/no_cuda.cpp",
   "cuda/api/params_builder.cpp",
   "cuda/api/params_builder.h",
   "cuda/api/request.h",
@@ -159,8 +161,16 @@ export interface BuildOptions {
    * a local checkout builds into its own `build/` and copies there only when this is set.
    */
   cacheDir?: string;
-  /** The nvcc to use; default `$NVCC`, then `nvcc` on PATH, then /usr/local/cuda/bin/nvcc. */
+  /**
+   * The nvcc to use; default `$NVCC`, then `nvcc` on PATH, then /usr/local/cuda/bin/nvcc.
+   * Where none is found the CPU-only library is built (as with {@link cpuOnly}).
+   */
   nvcc?: string;
+  /**
+   * Build the CPU-only library (`make lib-cpu`): no CUDA device, ever; needs only `make` and
+   * a C++17 compiler. Default false.
+   */
+  cpuOnly?: boolean;
   /** Capture the compiler's output (shown only when the build fails). */
   quiet?: boolean;
 }
@@ -197,10 +207,12 @@ export function findNvcc(explicit?: string, environment: EnvSource = readEnv): s
   );
 }
 
-async function runMake(dir: string, nvcc: string, quiet: boolean): Promise<void> {
+/** `make lib` with `nvcc`, or `make lib-cpu` where it is undefined. */
+async function runMake(dir: string, nvcc: string | undefined, quiet: boolean): Promise<void> {
   const jobs = Math.max(1, navigator.hardwareConcurrency || 1);
+  const target = nvcc === undefined ? "lib-cpu" : "lib";
   const command = new Deno.Command("make", {
-    args: [`-j${jobs}`, "lib", `NVCC=${nvcc}`],
+    args: [`-j${jobs}`, target, ...(nvcc === undefined ? [] : [`NVCC=${nvcc}`])],
     cwd: dir,
     stdout: quiet ? "piped" : "inherit",
     stderr: quiet ? "piped" : "inherit",
@@ -211,7 +223,7 @@ async function runMake(dir: string, nvcc: string, quiet: boolean): Promise<void>
   const log = quiet ? decoder.decode(result.stdout) + decoder.decode(result.stderr) : "";
   throw new FlashAttentionError(
     "unsupported",
-    `make: \`make lib\` failed in ${dir} with exit code ${result.code}` +
+    `make: \`make ${target}\` failed in ${dir} with exit code ${result.code}` +
       (log ? `\n${log.slice(-4000)}` : ""),
   );
 }
@@ -246,11 +258,20 @@ async function install(built: string, cacheDir: string): Promise<string> {
 /**
  * Builds libflashattn.so and returns its path: in the checkout when running from one,
  * else from fetched sources into the per-user cache. Needs `make`, a C++17 compiler and
- * nvcc; throws FlashAttentionError when one is missing or the build fails.
+ * nvcc (without nvcc, or with `cpuOnly`, it builds the CPU-only library and says so on
+ * stderr unless `quiet`); throws FlashAttentionError when the build fails.
  */
 export async function buildLibrary(options: BuildOptions = {}): Promise<string> {
-  const nvcc = findNvcc(options.nvcc);
   const quiet = options.quiet ?? false;
+  let nvcc: string | undefined;
+  if (!options.cpuOnly) {
+    try {
+      nvcc = findNvcc(options.nvcc);
+    } catch (error) {
+      if (options.nvcc !== undefined) throw error; // asked for by name: no silent fallback
+      if (!quiet) console.error("nvcc not found: building the CPU-only library (no CUDA device)");
+    }
+  }
   const root = localPackageRoot();
   if (root !== undefined && fileExists(join(root, "Makefile"))) {
     await runMake(root, nvcc, quiet);
@@ -270,13 +291,14 @@ export async function buildLibrary(options: BuildOptions = {}): Promise<string> 
   }
 }
 
-const USAGE = `Builds libflashattn.so with your CUDA toolkit.
+const USAGE = `Builds libflashattn.so with your CUDA toolkit (without nvcc: the CPU-only library).
 
 Usage: deno run -A jsr:@flashattn/flashattn/build [options]
 
 Options:
   --cache-dir DIR  install the library into DIR (default ${"$"}{XDG_CACHE_HOME:-~/.cache}/flashattn/<version>)
   --nvcc PATH      nvcc to use (default $NVCC, nvcc on PATH, /usr/local/cuda/bin/nvcc)
+  --cpu-only       build the CPU-only library (make lib-cpu: no CUDA, a C++17 compiler only)
   --quiet          show the compiler's output only on failure
   -h, --help       show this help`;
 
@@ -286,6 +308,7 @@ async function main(args: string[]): Promise<number> {
     options: {
       "cache-dir": { type: "string" },
       nvcc: { type: "string" },
+      "cpu-only": { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -297,6 +320,7 @@ async function main(args: string[]): Promise<number> {
   const path = await buildLibrary({
     cacheDir: values["cache-dir"],
     nvcc: values.nvcc,
+    cpuOnly: values["cpu-only"],
     quiet: values.quiet,
   });
   console.log(path);

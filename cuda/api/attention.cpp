@@ -1,20 +1,9 @@
 // attention.cpp: the attention ABI entry points: validate, then dispatch on the device.
-#include <cuda_runtime_api.h>
-
 #include "api/abi_guard.h"
+#include "api/cuda_devices.h"
 #include "api/validate.h"
 #include "common/backends.h"
 #include "common/status.h"
-
-namespace {
-
-// CUDA backends run on the tensors' device; make it current before they launch anything.
-fa_status select_device(const fa::AttentionParams& params) {
-  FA_CUDA_CHECK(cudaSetDevice(params.device));
-  return FA_OK;
-}
-
-}  // namespace
 
 extern "C" {
 
@@ -23,7 +12,7 @@ FA_API int32_t fa_forward(const fa_forward_args* args) {
     fa::AttentionParams params;
     if (const fa_status s = fa::validate_forward(args, &params)) return s;
     if (params.device == FA_DEVICE_CPU) return fa::cpu_forward(params);
-    if (const fa_status s = select_device(params)) return s;
+    if (const fa_status s = fa::use_cuda_device(params.device)) return s;
     return fa::cuda_forward(params);
   });
 }
@@ -33,7 +22,7 @@ FA_API int32_t fa_backward(const fa_backward_args* args) {
     fa::AttentionParams params;
     if (const fa_status s = fa::validate_backward(args, &params)) return s;
     if (params.device == FA_DEVICE_CPU) return fa::cpu_backward(params);
-    if (const fa_status s = select_device(params)) return s;
+    if (const fa_status s = fa::use_cuda_device(params.device)) return s;
     return fa::cuda_backward(params);
   });
 }
@@ -47,7 +36,7 @@ FA_API int32_t fa_backward_workspace_size(const fa_backward_args* args, uint64_t
       *bytes = 0;  // the CPU backend needs no caller-provided scratch
       return FA_OK;
     }
-    if (const fa_status s = select_device(params)) return s;
+    if (const fa_status s = fa::use_cuda_device(params.device)) return s;
     return fa::cuda_backward_workspace_size(params, bytes);
   });
 }

@@ -96,6 +96,11 @@ fa_status check_device_pointer(const char* name, uint64_t address, int32_t devic
   }
 }
 
+fa_status use_cuda_device(int32_t device) {
+  FA_CUDA_CHECK(cudaSetDevice(device));
+  return FA_OK;
+}
+
 fa_status copy_int32_to_host(int32_t device, void* stream, uint64_t source, int64_t count,
                              int32_t* host) {
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);

@@ -1,6 +1,8 @@
 // cuda_devices.h: the CUDA runtime queries validation and the runtime ABI share.
 // For CPU tensors the only queries are one cached device count per process and, where it
-// is > 0, one pointer query per tensor (check_host_pointer).
+// is > 0, one pointer query per tensor (check_host_pointer). cuda_devices.cpp implements
+// them on the CUDA runtime; the CPU-only build (`make lib-cpu`) links no_cuda.cpp instead,
+// where the count is 0 and everything that needs a device returns FA_ERR_NO_DEVICE.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +29,9 @@ fa_status check_cuda_ordinal(const char* name, int32_t device);
 
 // `address` is device memory of `device` (or managed memory), else FA_ERR_INVALID_ARGUMENT.
 fa_status check_device_pointer(const char* name, uint64_t address, int32_t device);
+
+// Makes `device` current on this thread before a CUDA backend launches anything.
+fa_status use_cuda_device(int32_t device);
 
 // Copies `count` int32 values from device memory to `host`, ordered after the work already
 // queued on `stream` (so cu_seqlens written by earlier kernels are seen). Blocks until done.

@@ -1,22 +1,11 @@
 // kvcache.cpp: the KV-cache and merge ABI entry points: validate, then dispatch on the device.
-#include <cuda_runtime_api.h>
-
 #include <memory>
 
 #include "api/abi_guard.h"
+#include "api/cuda_devices.h"
 #include "api/kvcache_validate.h"
 #include "common/backends.h"
 #include "common/status.h"
-
-namespace {
-
-// CUDA backends run on the tensors' device; make it current before they launch anything.
-fa_status select_device(int32_t device) {
-  FA_CUDA_CHECK(cudaSetDevice(device));
-  return FA_OK;
-}
-
-}  // namespace
 
 extern "C" {
 
@@ -25,7 +14,7 @@ FA_API int32_t fa_kvcache_forward(const fa_kvcache_args* args) {
     fa::KvCacheParams params;
     if (const fa_status s = fa::validate_kvcache(args, &params)) return s;
     if (params.device == FA_DEVICE_CPU) return fa::cpu_kvcache_forward(params);
-    if (const fa_status s = select_device(params.device)) return s;
+    if (const fa_status s = fa::use_cuda_device(params.device)) return s;
     return fa::cuda_kvcache_forward(params);
   });
 }
@@ -37,7 +26,7 @@ FA_API int32_t fa_kvcache_workspace_size(const fa_kvcache_args* args, uint64_t* 
     fa::KvCacheParams params;
     if (const fa_status s = fa::validate_kvcache(args, &params)) return s;
     if (params.device == FA_DEVICE_CPU) return FA_OK;  // the CPU needs no caller scratch
-    if (const fa_status s = select_device(params.device)) return s;
+    if (const fa_status s = fa::use_cuda_device(params.device)) return s;
     return fa::cuda_kvcache_workspace_size(params, bytes);
   });
 }
@@ -48,7 +37,7 @@ FA_API int32_t fa_merge(const fa_merge_args* args) {
     const auto params = std::make_unique<fa::MergeParams>();
     if (const fa_status s = fa::validate_merge(args, params.get())) return s;
     if (params->device == FA_DEVICE_CPU) return fa::cpu_merge(*params);
-    if (const fa_status s = select_device(params->device)) return s;
+    if (const fa_status s = fa::use_cuda_device(params->device)) return s;
     return fa::cuda_merge(*params);
   });
 }

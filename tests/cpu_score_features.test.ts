@@ -613,6 +613,55 @@ Deno.test("NaN in one query row with softcap or sinks: NaN in that row only, lik
   }
 });
 
+Deno.test("+inf in a bias row makes that row NaN (PyTorch's math: exp(inf - inf)); others unchanged", () => {
+  const H = 1, Sq = 4, Sk = 6, D = 8;
+  const t = tensors(81, 1, H, Sq, Sk, D);
+  const values = Float32Array.from({ length: Sq * Sk }, (_, i) => Math.sin(i * 0.7));
+  const finite = Tensor.fromArray(values, [1, H, Sq, Sk], { dtype: "float32" });
+  values[2 * Sk + 3] = Infinity; // row 2, key 3
+  const inf = Tensor.fromArray(values, [1, H, Sq, Sk], { dtype: "float32" });
+  try {
+    const want = attention(t.q, t.k, t.v, { bias: finite });
+    const got = attention(t.q, t.k, t.v, { bias: inf });
+    const o = got.out.toFloat32(), l = got.lse.toFloat32();
+    const wo = want.out.toFloat32(), wl = want.lse.toFloat32();
+    assert.ok(Number.isNaN(l[2]), `lse of the +inf row is ${l[2]}`);
+    assert.ok(o.subarray(2 * D, 3 * D).every(Number.isNaN), "out of the +inf row");
+    for (const row of [0, 1, 3]) {
+      assert.equal(l[row], wl[row], `lse[${row}]`);
+      assertBitwise(
+        `out row ${row}`,
+        o.subarray(row * D, (row + 1) * D),
+        wo.subarray(row * D, (row + 1) * D),
+      );
+    }
+    disposeTensors(want, got);
+  } finally {
+    disposeTensors(t, { finite, inf });
+  }
+});
+
+Deno.test("NaN in one value row reaches exactly the rows that see that key (causal)", () => {
+  const H = 1, S = 6, D = 8, key = 3;
+  const t = tensors(82, 1, H, S, S, D);
+  const vv = t.v.toFloat32();
+  vv[key * D + 5] = NaN;
+  const vNaN = Tensor.fromArray(vv, [1, H, S, D], { dtype: "float16" });
+  try {
+    const r = attention(t.q, t.k, vNaN, { causal: true });
+    const o = r.out.toFloat32(), l = r.lse.toFloat32();
+    for (let row = 0; row < S; row++) {
+      const out = o.subarray(row * D, (row + 1) * D);
+      assert.ok(Number.isFinite(l[row]), `lse[${row}] stays finite (scores have no NaN)`);
+      if (row < key) assertNoNaN(`row ${row} (does not see key ${key})`, out);
+      else assert.ok(Number.isNaN(out[5]), `row ${row} sees key ${key}: out[5] is ${out[5]}`);
+    }
+    disposeTensors(r);
+  } finally {
+    disposeTensors(t, { vNaN });
+  }
+});
+
 Deno.test("ALiBi [Hq] equals [B, Hq] with the rows repeated; slopes of 0 change nothing", () => {
   const B = 2, H = 3;
   const t = tensors(90, B, H, 20, 30, 16);

@@ -1231,10 +1231,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "gpu: a +inf bias value makes its row NaN; a NaN in v reaches the rows that see its key",
+  name: "gpu: a +inf bias value makes its row NaN, other rows unchanged",
   ignore,
   fn() {
-    const H = 2, S = 150, D = 64, infRow = 77, nanKey = 90;
+    const H = 2, S = 150, D = 64, infRow = 77;
     const rng = new Rng(4343);
     const normals = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
     const q = normals(H * S * D), k = normals(H * S * D), v = normals(H * S * D);
@@ -1244,8 +1244,6 @@ Deno.test({
       Tensor.fromArray(a, [1, H, S, D], { dtype: "bfloat16", device: gpu() });
     const tq = on(q), tk = on(k), tv = on(v);
     const bias = Tensor.fromArray(b, [1, 1, S, S], { dtype: "float32", device: gpu() });
-    v[nanKey * D + 3] = NaN; // head 0, key 90, dim 3
-    const tvNaN = on(v);
     try {
       for (const causal of [false, true]) {
         const r = attention(tq, tk, tv, { bias, causal });
@@ -1262,20 +1260,8 @@ Deno.test({
         }
         disposeTensors(r);
       }
-      const r = attention(tq, tk, tvNaN, { causal: true });
-      const o = r.out.toFloat32(), l = r.lse.toFloat32();
-      for (let row = 0; row < H * S; row++) {
-        const out = o.subarray(row * D, (row + 1) * D);
-        assert.ok(Number.isFinite(l[row]), `NaN v: lse[${row}] is ${l[row]}`);
-        if (row < S && row >= nanKey) {
-          assert.ok(Number.isNaN(out[3]), `NaN v: row ${row} sees key ${nanKey}`);
-        } else {
-          assertNoNaN(`NaN v: out row ${row}`, out);
-        }
-      }
-      disposeTensors(r);
     } finally {
-      disposeTensors({ tq, tk, tv, tvNaN, bias });
+      disposeTensors({ tq, tk, tv, bias });
     }
   },
 });

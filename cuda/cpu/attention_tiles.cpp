@@ -9,6 +9,7 @@
 #include "common/philox.h"
 #include "common/score.h"
 #include "cpu/float_convert.h"
+#include "cpu/kernels.h"
 
 namespace fa {
 namespace cpu {
@@ -35,20 +36,6 @@ void load_rows_transposed(const AttentionParams& params, const Operand& operand,
   }
 }
 
-void multiply_by_transposed(const float* a, int64_t rows, int64_t depth, const float* bt,
-                            float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* out_row = out + r * kColBlock;
-    const float* a_row = a + r * depth;
-    for (int64_t c = 0; c < kColBlock; ++c) out_row[c] = 0.0f;
-    for (int64_t d = 0; d < depth; ++d) {
-      const float weight = a_row[d];
-      const float* bt_row = bt + d * kColBlock;
-      for (int64_t c = 0; c < kColBlock; ++c) out_row[c] += weight * bt_row[c];
-    }
-  }
-}
-
 void accumulate_weighted_rows(const float* weights, int64_t weight_stride, int64_t n,
                               const float* rows, int64_t depth, float* acc) {
   for (int64_t k = 0; k < n; ++k) {
@@ -63,7 +50,9 @@ void compute_scores(const AttentionParams& params, const SequenceSpan& span, con
                     const float* q_block, const float* kt_block, float* scores,
                     float* softcap_grad) {
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
-  multiply_by_transposed(q_block, tile.rows, params.head_dim, kt_block, scores);
+  // scores = scale * q . k, the scale applied to each finished sum.
+  matmul(tile.rows, kColBlock, params.head_dim, MatrixA{q_block, params.head_dim, 1}, kt_block,
+         kColBlock, scores, kColBlock, false, params.scale);
   float bias_row[kColBlock];
   const float softcap = params.softcap;
   // ALiBi: one slope per (sequence, head) for the whole tile.
@@ -73,7 +62,6 @@ void compute_scores(const AttentionParams& params, const SequenceSpan& span, con
   for (int64_t r = 0; r < tile.rows; ++r) {
     float* row = scores + r * kColBlock;
     const int64_t i = tile.i0 + r;
-    for (int64_t c = 0; c < kColBlock; ++c) row[c] *= params.scale;
     // Each feature is its own branch-free loop over the row (they vectorize), taken per row.
     if (softcap > 0.0f) {
       for (int64_t c = 0; c < kColBlock; ++c) row[c] = apply_softcap(row[c], softcap);

@@ -50,11 +50,9 @@ void load_rows(const AttentionParams& params, const Operand& operand, int64_t b,
 void load_rows_transposed(const AttentionParams& params, const Operand& operand, int64_t b,
                           int64_t h, int64_t first_row, int64_t cols, float* dst);
 
-// out[r][c] = sum_d a[r][d] * bt[d][c] for r < rows, c < kColBlock.
-void multiply_by_transposed(const float* a, int64_t rows, int64_t depth, const float* bt,
-                            float* out);
-
-// acc[d] += sum_k weights[k * weight_stride] * rows[k][d], for k < n, d < depth.
+// acc[d] += sum_k weights[k * weight_stride] * rows[k][d], for k < n, d < depth, skipping
+// zero weights (so a masked key's non-finite row never enters). The fast path is matmul
+// (kernels.h), taken instead where the rows are all finite, which gives the same sums.
 void accumulate_weighted_rows(const float* weights, int64_t weight_stride, int64_t n,
                               const float* rows, int64_t depth, float* acc);
 

@@ -25,15 +25,14 @@ void load_rows(const AttentionParams& params, const Operand& operand, int64_t b,
 void load_rows_transposed(const AttentionParams& params, const Operand& operand, int64_t b,
                           int64_t h, int64_t first_row, int64_t cols, float* dst) {
   const int64_t depth = params.head_dim;
-  float row[256];  // head_dim <= 256, checked by validation
-  for (int64_t c = 0; c < kColBlock; ++c) {
-    if (c < cols) {
-      load_row(row_pointer(operand, b, h, first_row + c), params.dtype, depth, row);
-    } else {
-      for (int64_t d = 0; d < depth; ++d) row[d] = 0.0f;
-    }
-    for (int64_t d = 0; d < depth; ++d) dst[d * kColBlock + c] = row[d];
+  constexpr int64_t kChunk = 8;   // rows converted, then transposed, at a time
+  float chunk[kChunk * 256];      // head_dim <= 256, checked by validation
+  for (int64_t c0 = 0; c0 < cols; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, cols - c0);
+    load_rows(params, operand, b, h, first_row + c0, n, chunk);
+    transpose(chunk, n, depth, dst + c0, kColBlock);
   }
+  for (int64_t d = 0; d < depth; ++d) std::fill(dst + d * kColBlock + cols, dst + (d + 1) * kColBlock, 0.0f);
 }
 
 void accumulate_weighted_rows(const float* weights, int64_t weight_stride, int64_t n,

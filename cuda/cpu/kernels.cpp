@@ -39,6 +39,13 @@ void matmul_scalar(int64_t rows, int64_t cols, int64_t depth, MatrixA a, const f
   }
 }
 
+void transpose_scalar(const float* src, int64_t rows, int64_t depth, float* dst,
+                      int64_t ld_dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < depth; ++d) dst[d * ld_dst + r] = src[r * depth + d];
+  }
+}
+
 float exp_weights_scalar(const float* s, int64_t n, float shift, const float* factors,
                          float* weights) {
   float sum = 0.0f;
@@ -132,6 +139,39 @@ FA_AVX2 void matmul_avx2(int64_t rows, int64_t cols, int64_t depth, MatrixA a, c
     matmul_panel<2>(rows, depth, a, b + n, ldb, c + n, ldc, accumulate, alpha);
   }
   if (n < cols) matmul_panel<1>(rows, depth, a, b + n, ldb, c + n, ldc, accumulate, alpha);
+}
+
+// 8 rows x 8 columns of src (row stride src_stride) transposed into dst (row stride
+// dst_stride), in registers.
+FA_AVX2 inline void transpose_8x8(const float* src, int64_t src_stride, float* dst,
+                                  int64_t dst_stride) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+FA_AVX2 void transpose_avx2(const float* src, int64_t rows, int64_t depth, float* dst,
+                            int64_t ld_dst) {
+  int64_t r = 0;
+  for (; r + 8 <= rows; r += 8) {
+    for (int64_t d = 0; d < depth; d += 8) {
+      transpose_8x8(src + r * depth + d, depth, dst + d * ld_dst + r, ld_dst);
+    }
+  }
+  transpose_scalar(src + r * depth, rows - r, depth, dst + r, ld_dst);
 }
 
 FA_AVX2 bool all_finite_avx2(const float* x, int64_t n) {
@@ -272,6 +312,13 @@ void matmul(int64_t rows, int64_t cols, int64_t depth, MatrixA a, const float* b
   if (use_avx2()) return matmul_avx2(rows, cols, depth, a, b, ldb, c, ldc, accumulate, alpha);
 #endif
   matmul_scalar(rows, cols, depth, a, b, ldb, c, ldc, accumulate, alpha);
+}
+
+void transpose(const float* src, int64_t rows, int64_t depth, float* dst, int64_t ld_dst) {
+#ifdef FA_CPU_HAVE_AVX2_PATH
+  if (use_avx2()) return transpose_avx2(src, rows, depth, dst, ld_dst);
+#endif
+  transpose_scalar(src, rows, depth, dst, ld_dst);
 }
 
 bool all_finite(const float* x, int64_t n) {

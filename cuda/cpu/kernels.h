@@ -28,6 +28,9 @@ struct MatrixA {
 void matmul(int64_t rows, int64_t cols, int64_t depth, MatrixA a, const float* b, int64_t ldb,
             float* c, int64_t ldc, bool accumulate, float alpha = 1.0f);
 
+// dst[d * ld_dst + r] = src[r * depth + d] for r < rows, d < depth (a multiple of 8).
+void transpose(const float* src, int64_t rows, int64_t depth, float* dst, int64_t ld_dst);
+
 // Whether none of x[0..n) is infinite or NaN. A product with weights of 0 equals skipping
 // those weights only over finite values (0 * inf is NaN), so callers check before using
 // matmul where the scalar reference skipped zero weights.

@@ -16,7 +16,6 @@
 #include "common/mask.h"
 #include "cpu/attention_tiles.h"
 #include "cpu/float_convert.h"
-#include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 
 namespace fa {

@@ -58,6 +58,7 @@ void compute_deltas(const AttentionParams& params, Deltas& deltas) {
 // Query-side inputs of one row block: Q, dO, lse and delta, as float32.
 struct QueryBlock {
   std::vector<float> q, dout, lse, delta;
+  bool q_finite = true, dout_finite = true;  // whether matmul may stand for the skipping sums
 
   void load(const AttentionParams& params, const Deltas& deltas, const SequenceSpan& span,
             int64_t b, int64_t h, int64_t i0, int64_t rows) {
@@ -72,6 +73,8 @@ struct QueryBlock {
       lse[r] = *lse_pointer(params.lse, b, h, span.q_start + i0 + r);
       delta[r] = deltas.values[deltas.index(params, span, b, h, i0 + r)];
     }
+    q_finite = all_finite(q.data(), rows * depth);
+    dout_finite = all_finite(dout.data(), rows * depth);
   }
 };
 
@@ -125,24 +128,33 @@ void tile_gradients(const AttentionParams& params, const SequenceSpan& span, con
   if (softcap) scratch.softcap_grad.resize(cells);
   compute_scores(params, span, tile, query.q.data(), kt, scratch.scores.data(),
                  softcap ? scratch.softcap_grad.data() : nullptr);
-  multiply_by_transposed(query.dout.data(), tile.rows, params.head_dim, vt, scratch.dp.data());
+  matmul(tile.rows, kColBlock, params.head_dim, MatrixA{query.dout.data(), params.head_dim, 1},
+         vt, kColBlock, scratch.dp.data(), kColBlock, false);
   for (int64_t r = 0; r < tile.rows; ++r) {
-    const float lse = query.lse[r], delta = query.delta[r];
-    for (int64_t c = 0; c < kColBlock; ++c) {
-      const int64_t cell = r * kColBlock + c;
-      const float s = scratch.scores[cell];
-      // Masked cells and rows that saw no key (lse = -inf) have P = 0.
-      const float p = (s == kNegativeInfinity || lse == kNegativeInfinity) ? 0.0f
-                                                                          : std::exp(s - lse);
-      const float z = dropout ? scratch.factors[cell] : 1.0f;
-      if (p_dropped != nullptr) p_dropped[cell] = p * z;
-      ds[cell] = p * (scratch.dp[cell] * z - delta);
-    }
+    const int64_t row = r * kColBlock;
+    probability_gradients(scratch.scores.data() + row, scratch.dp.data() + row,
+                          dropout ? scratch.factors.data() + row : nullptr, kColBlock,
+                          query.lse[r], query.delta[r],
+                          p_dropped != nullptr ? p_dropped + row : nullptr, ds + row);
   }
   if (ds_score != nullptr) std::copy(ds, ds + cells, ds_score);
   if (softcap) {
     // Masked cells have ds 0 already; the derivative is finite wherever the score was.
     for (int64_t cell = 0; cell < cells; ++cell) ds[cell] *= scratch.softcap_grad[cell];
+  }
+}
+
+// acc[c][D] += sum_r weights[r][c] * rows[r][D] for c < cols, r < n (a tile's weights
+// transposed, kColBlock per row). Zero weights contribute nothing even where rows are not
+// finite (then summed one by one, skipping them).
+void accumulate_transposed(const float* weights, int64_t n, int64_t cols, const float* rows,
+                           bool rows_finite, int64_t depth, float* acc) {
+  if (rows_finite) {
+    matmul(cols, depth, n, MatrixA{weights, 1, kColBlock}, rows, depth, acc, depth, true);
+    return;
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    accumulate_weighted_rows(weights + c, kColBlock, n, rows, depth, acc + c * depth);
   }
 }
 
@@ -173,12 +185,10 @@ void key_block_gradients(const AttentionParams& params, const Deltas& deltas, in
       query.load(params, deltas, span, b, h, i0, tile.rows);
       tile_gradients(params, span, tile, query, kt.data(), vt.data(), scratch, p_dropped.data(),
                      ds.data(), nullptr);
-      for (int64_t c = 0; c < cols; ++c) {
-        accumulate_weighted_rows(p_dropped.data() + c, kColBlock, tile.rows, query.dout.data(),
-                                 depth, dv.data() + c * depth);
-        accumulate_weighted_rows(ds.data() + c, kColBlock, tile.rows, query.q.data(), depth,
-                                 dk.data() + c * depth);
-      }
+      accumulate_transposed(p_dropped.data(), tile.rows, cols, query.dout.data(),
+                            query.dout_finite, depth, dv.data());
+      accumulate_transposed(ds.data(), tile.rows, cols, query.q.data(), query.q_finite, depth,
+                            dk.data());
     }
   }
   for (float& value : dk) value *= params.scale;
@@ -251,9 +261,17 @@ void query_block_gradients(const AttentionParams& params, const Deltas& deltas,
         load_rows(params, params.k, b, kv_head, span.k_start + j0, tile.cols, k.data());
         tile_gradients(params, span, tile, query, kt.data(), vt.data(), scratch, nullptr,
                        ds.data(), plan.wanted ? ds_score.data() : nullptr);
+        // dq += ds . k; a skipping sum per row where k is not finite (0 * inf is NaN).
+        const bool k_finite = all_finite(k.data(), tile.cols * depth);
+        if (k_finite) {
+          matmul(rows, depth, tile.cols, MatrixA{ds.data(), kColBlock, 1}, k.data(), depth,
+                 dq.data(), depth, true);
+        }
         for (int64_t r = 0; r < rows; ++r) {
-          accumulate_weighted_rows(ds.data() + r * kColBlock, 1, tile.cols, k.data(), depth,
-                                   dq.data() + r * depth);
+          if (!k_finite) {
+            accumulate_weighted_rows(ds.data() + r * kColBlock, 1, tile.cols, k.data(), depth,
+                                     dq.data() + r * depth);
+          }
           if (plan.wanted) {
             float* acc = dbias_acc.data() + (plan.reduce_rows ? 0 : r) * plan.width + j0;
             for (int64_t c = 0; c < tile.cols; ++c) acc[c] += ds_score[r * kColBlock + c];

@@ -19,6 +19,20 @@ namespace {
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
 
+// acc[r][D] += sum_c weights[r][c] * v[c][D] over the tile's cols keys. Zero weights
+// contribute nothing, even where v is not finite (then the rows are summed one by one,
+// skipping them).
+void accumulate_tile_values(const float* weights, int64_t rows, int64_t cols, const float* v,
+                            int64_t depth, float* acc) {
+  if (all_finite(v, cols * depth)) {
+    matmul(rows, depth, cols, MatrixA{weights, kColBlock, 1}, v, depth, acc, depth, true);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    accumulate_weighted_rows(weights + r * kColBlock, 1, cols, v, depth, acc + r * depth);
+  }
+}
+
 }  // namespace
 
 int64_t attend_row_block(const AttentionParams& params, int64_t b, int64_t h, int64_t block,
@@ -44,7 +58,9 @@ int64_t attend_row_block(const AttentionParams& params, int64_t b, int64_t h, in
   // Split-KV: this part's share of them, as the GPU kernels split.
   const KeyBlocks blocks = key_blocks(params.key_range(span.q_len, span.k_len), i0, i0 + rows,
                                       int(kColBlock), split, num_splits);
-  float weights[kColBlock];
+  // weights[r][c]: the tile's probabilities (times the dropout factors), 0 for rows that
+  // saw nothing yet; acc += weights . v as one product over the tile.
+  std::vector<float> weights(rows * kColBlock);
   for (int64_t j0 = blocks.first * kColBlock; j0 < blocks.last * kColBlock; j0 += kColBlock) {
     const Tile tile{b, h, i0, rows, j0, std::min(kColBlock, span.k_len - j0)};
     load_rows_transposed(params, params.k, b, kv_head, span.k_start + j0, tile.cols, kt.data());
@@ -54,11 +70,11 @@ int64_t attend_row_block(const AttentionParams& params, int64_t b, int64_t h, in
 
     for (int64_t r = 0; r < rows; ++r) {
       const float* s = scores.data() + r * kColBlock;
-      float block_max = kNegativeInfinity;
-      for (int64_t c = 0; c < kColBlock; ++c) block_max = std::max(block_max, s[c]);
-      const float new_max = std::max(row_max[r], block_max);
+      float* weight_row = weights.data() + r * kColBlock;
+      const float new_max = std::max(row_max[r], max_ignoring_nan(s, kColBlock));
       if (new_max == kNegativeInfinity) {  // nothing visible to this row yet, or only NaN
         for (int64_t c = 0; c < kColBlock; ++c) row_nan[r] |= std::isnan(s[c]) ? 1 : 0;
+        std::fill(weight_row, weight_row + kColBlock, 0.0f);
         continue;
       }
       // Rescale what was accumulated under the old maximum (exp(-inf) = 0 the first time).
@@ -67,16 +83,14 @@ int64_t attend_row_block(const AttentionParams& params, int64_t b, int64_t h, in
       if (correction != 1.0f) {
         for (int64_t d = 0; d < depth; ++d) acc_row[d] *= correction;
       }
-      float block_sum = 0.0f;
-      for (int64_t c = 0; c < kColBlock; ++c) {
-        const float p = s[c] == kNegativeInfinity ? 0.0f : std::exp(s[c] - new_max);
-        block_sum += p;  // the normalizer uses the probabilities before dropout
-        weights[c] = dropout ? p * factors[r * kColBlock + c] : p;
-      }
+      // The normalizer uses the probabilities before dropout.
+      const float block_sum = exp_weights(s, kColBlock, new_max,
+                                          dropout ? factors.data() + r * kColBlock : nullptr,
+                                          weight_row);
       row_sum[r] = row_sum[r] * correction + block_sum;
       row_max[r] = new_max;
-      accumulate_weighted_rows(weights, 1, tile.cols, v.data(), depth, acc_row);
     }
+    accumulate_tile_values(weights.data(), rows, tile.cols, v.data(), depth, acc.data());
   }
 
   // The head's sink joins the normalizer only now, after the keys: folding it in here

@@ -7,7 +7,19 @@
  * @module
  */
 
-import { attention, attentionBackward, Device, NestedBatch, Tensor } from "../mod.ts";
+import {
+  attention,
+  attentionBackward,
+  attentionWithKVCache,
+  CudaGraph,
+  Device,
+  KVCache,
+  kvcacheWorkspaceSize,
+  mergeAttention,
+  NestedBatch,
+  Stream,
+  Tensor,
+} from "../mod.ts";
 import { randomTensor } from "./seed_inputs.ts";
 
 interface SanitizeCase {
@@ -212,6 +224,82 @@ function runNested(device: Device): void {
   }
 }
 
+/**
+ * The KV-cache paths: paged append with rotary and every score feature over lengths from 0
+ * (split and unsplit), a dense prefill chunk (the forward kernels' route), a merge, and a
+ * captured graph step replayed twice.
+ */
+function runKvCache(device: Device): void {
+  const [B, Hq, Hkv, D] = [3, 8, 2, 64];
+  const rand = (shape: number[], seed: number) => randomTensor(shape, "bfloat16", device, seed);
+  using paged = KVCache.paged({
+    batch: B,
+    heads: Hkv,
+    headDim: D,
+    pageSize: 16,
+    numPages: 64,
+    maxPagesPerSeq: 32,
+    dtype: "bfloat16",
+    device,
+  });
+  paged.setLengths([0, 37, 300]);
+  const rows = 512;
+  const angles = Float32Array.from({ length: rows * 16 }, (_, i) => (i % 97) * 0.01);
+  using cos = Tensor.fromArray(angles.map(Math.cos), [rows, 16], { dtype: "float32", device });
+  using sin = Tensor.fromArray(angles.map(Math.sin), [rows, 16], { dtype: "float32", device });
+  using sinks = Tensor.fromArray(Array.from({ length: Hq }, (_, h) => h * 0.1), [Hq], {
+    dtype: "float32",
+    device,
+  });
+  for (const numSplits of [0, 1, 3]) {
+    using q = rand([B, Hq, 3, D], 1), k = rand([B, Hkv, 3, D], 2), v = rand([B, Hkv, 3, D], 3);
+    const r = attentionWithKVCache(q, paged, {
+      kNew: k,
+      vNew: v,
+      rotary: { cos, sin },
+      causal: true,
+      window: [100, 0],
+      softcap: 10,
+      sinks,
+      numSplits,
+    });
+    device.synchronize();
+    const merged = mergeAttention([r, r]);
+    device.synchronize();
+    for (const t of [r.out, r.lse, merged.out, merged.lse]) t.dispose();
+  }
+  using dense = KVCache.dense({
+    batch: 1,
+    heads: Hkv,
+    headDim: D,
+    capacity: 400,
+    dtype: "bfloat16",
+    device,
+  });
+  dense.setLengths([200]);
+  {
+    using q = rand([1, Hq, 100, D], 4), k = rand([1, Hkv, 100, D], 5);
+    using v = rand([1, Hkv, 100, D], 6);
+    const r = attentionWithKVCache(q, dense, { kNew: k, vNew: v, causal: true });
+    device.synchronize();
+    r.out.dispose();
+    r.lse.dispose();
+  }
+  using stream = Stream.create(device);
+  using q = rand([1, Hq, 1, D], 7), k = rand([1, Hkv, 1, D], 8), v = rand([1, Hkv, 1, D], 9);
+  using out = Tensor.empty([1, Hq, 1, D], "bfloat16", device);
+  using lse = Tensor.empty([1, Hq, 1], "float32", device);
+  const step = { kNew: k, vNew: v, out, lse, maxSeqlenK: dense.capacity, stream };
+  const bytes = kvcacheWorkspaceSize(q, dense, step);
+  using workspace = Tensor.empty([Math.max(1, Math.ceil(bytes / 4))], "int32", device);
+  using graph = CudaGraph.capture(stream, () => {
+    attentionWithKVCache(q, dense, { ...step, workspace });
+  });
+  graph.launch(stream);
+  graph.launch(stream);
+  stream.synchronize();
+}
+
 if (import.meta.main) {
   const device = Device.cuda(0);
   CASES.forEach((c, i) => {
@@ -220,4 +308,6 @@ if (import.meta.main) {
   });
   runNested(device);
   console.log("ok  nested causal dropout, then with every score feature");
+  runKvCache(device);
+  console.log("ok  KV cache: paged append rotary features (splits 0/1/3), merge, prefill, graph");
 }

@@ -11,7 +11,7 @@
 //      the online softmax, O += P V;
 //   3. the 4 warps' (max, sum, O) meet in shared memory and are merged by merge.h's rule;
 //      a row block with one chunk writes out / lse (sink included), else chunk c writes
-//      part c for the combine kernel (cuda/api/kvcache_combine.cu).
+//      part c for the combine kernel (cuda/api/kvcache_kernels.cu).
 #pragma once
 
 #include <cmath>

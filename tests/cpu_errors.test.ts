@@ -25,10 +25,10 @@ import {
   Device,
   type DType,
   type ErrorCode,
-  FlashAttentionError,
   NestedBatch,
   Tensor,
 } from "../mod.ts";
+import { assertFails } from "./helpers/errors.ts";
 import { disposeTensors, POISON, poisoned } from "./helpers/cases.ts";
 import { assertAllEqual } from "./helpers/check.ts";
 import {
@@ -38,34 +38,6 @@ import {
   parseAbiLayout,
 } from "./helpers/abi_layout.ts";
 import { Rng } from "./helpers/random.ts";
-
-/** Asserts `fn` throws FlashAttentionError with `code` and (when given) `argument`. */
-function assertFails(
-  fn: () => unknown,
-  code: ErrorCode,
-  argument?: string,
-  what = "",
-): FlashAttentionError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught !== undefined, `${what}: expected a FlashAttentionError (${code}), none thrown`);
-  assert.ok(
-    caught instanceof FlashAttentionError,
-    `${what}: expected FlashAttentionError, got ${String(caught)}`,
-  );
-  const e = caught as FlashAttentionError;
-  assert.equal(e.code, code, `${what}: code of "${e.message}"`);
-  if (argument !== undefined) {
-    assert.equal(e.argument, argument, `${what}: argument of "${e.message}"`);
-    assert.ok(e.message.startsWith(`${argument}: `), `${what}: message "${e.message}"`);
-  }
-  assert.ok(e.message.length > 0, `${what}: empty message`);
-  return e;
-}
 
 const rng = new Rng(4242);
 

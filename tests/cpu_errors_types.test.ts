@@ -13,8 +13,6 @@ import {
   attentionWithKVCache,
   type BackwardOptions,
   type DType,
-  type ErrorCode,
-  FlashAttentionError,
   KVCache,
   type KVCacheAttentionOptions,
   kvcacheWorkspaceSize,
@@ -23,26 +21,10 @@ import {
   Tensor,
   timeCuda,
 } from "../mod.ts";
+import { assertFails } from "./helpers/errors.ts";
 import { POISON, poisoned } from "./helpers/cases.ts";
 import { assertAllEqual, assertBitwise } from "./helpers/check.ts";
 import { Rng } from "./helpers/random.ts";
-
-/** Asserts `fn` throws FlashAttentionError with `code`, `argument` and a message naming it. */
-function assertFails(fn: () => unknown, code: ErrorCode, argument: string, what: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(
-    caught instanceof FlashAttentionError,
-    `${what}: expected FlashAttentionError, got ${caught}`,
-  );
-  assert.equal(caught.code, code, `${what}: code (${caught.message})`);
-  assert.equal(caught.argument, argument, `${what}: argument (${caught.message})`);
-  assert.ok(caught.message.startsWith(`${argument}: `), `${what}: message "${caught.message}"`);
-}
 
 /** Asserts every tensor still holds POISON (the failed call wrote nothing). */
 function assertPoisoned(what: string, tensors: Record<string, Tensor | undefined>): void {

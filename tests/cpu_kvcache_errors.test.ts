@@ -12,7 +12,6 @@ import {
   CudaGraph,
   Device,
   type ErrorCode,
-  FlashAttentionError,
   KVCache,
   type KVCacheAttentionOptions,
   type KVCacheTensors,
@@ -20,6 +19,7 @@ import {
   type Stream,
   Tensor,
 } from "../mod.ts";
+import { assertFails } from "./helpers/errors.ts";
 import { POISON, poisoned } from "./helpers/cases.ts";
 import { assertAllEqual, assertBitwise } from "./helpers/check.ts";
 import { quantize, Rng } from "./helpers/random.ts";
@@ -27,28 +27,6 @@ import { quantize, Rng } from "./helpers/random.ts";
 const cpu = Device.cpu();
 const B = 2, Hq = 4, Hkv = 2, D = 16, PAGE = 4, PAGES = 12, COLUMNS = 4;
 const CAPACITY = PAGE * COLUMNS;
-
-/** Asserts `fn` throws FlashAttentionError with `code` and `argument`. */
-function assertFails(
-  fn: () => unknown,
-  code: ErrorCode,
-  argument: string,
-  what: string,
-): FlashAttentionError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(
-    caught instanceof FlashAttentionError,
-    `${what}: expected FlashAttentionError, got ${caught}`,
-  );
-  assert.equal(caught.code, code, `${what}: code (${caught.message})`);
-  assert.equal(caught.argument, argument, `${what}: argument (${caught.message})`);
-  return caught;
-}
 
 /** Everything a failed call must leave alone. */
 interface CacheState {

@@ -7,6 +7,7 @@
 # rows, ours then the peers; FEATURE_ROWS=window,softcap,sinks,alibi picks the groups.
 # kvcache (not part of all) checks the KV-cache kernels against torch (bench/kvcache_device.py),
 # runs tests/gpu_kvcache.test.ts, times the decode rows, ours then the peers (decode_peers.py),
+# then ours again through the TypeScript API (bench/decode_rows.ts),
 # then, as kvcache-sanitize does alone, the reduced checks under memcheck and racecheck.
 set -uo pipefail
 OUT="${OUT:-/tmp/out}"
@@ -73,7 +74,11 @@ for step in "${@:-all}"; do
       PYTHONUNBUFFERED=1 timeout 240 python3 bench/peers/decode_peers.py \
         --ours "$OUT/ours_decode.json" --out-json "$OUT/decode_peers.json" \
         --out-md "$OUT/decode.md" > "$OUT/decode_peers.log" 2>&1
-      echo "decode_peers.py: exit $?"; grep -E "^\|" "$OUT/decode.md" | head -30 ;;&
+      echo "decode_peers.py: exit $?"; grep -E "^\|" "$OUT/decode.md" | head -30
+      # The same rows through the TypeScript API, and a graph step's host time from Deno.
+      timeout 200 deno run $flags bench/decode_rows.ts --json "$OUT/ours_ts.json" \
+        > "$OUT/decode_rows_ts.log" 2>&1
+      echo "decode_rows.ts: exit $?"; tail -14 "$OUT/decode_rows_ts.log" ;;&
     kvcache-sanitize)
       for tool in memcheck racecheck; do
         PYTHONUNBUFFERED=1 timeout 150 compute-sanitizer --tool "$tool" --print-limit 20 \

@@ -6,26 +6,18 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { joinNegativeValues, seedOption, UsageError } from "../src/cli/args.ts";
 import { Progress } from "../src/cli/progress.ts";
 import { inputSeed } from "../src/cli/random.ts";
+import { CLI_PERMISSIONS, type CliRun, ROOT, runCli } from "./helpers/cli.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const decoder = new TextDecoder();
-const PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-env"];
+const PERMISSIONS = [...CLI_PERMISSIONS];
 const SMALL = ["--device", "cpu", "--heads", "2", "--head-dim", "16"];
 
 /** Runs `deno run <permissions> cli.ts <flags>`. */
-async function cli(permissions: string[], ...flags: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, "cli.ts", ...flags],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+function cli(permissions: string[], ...flags: string[]): Promise<CliRun> {
+  return runCli(permissions, flags);
 }
 
 /** The compared outputs' names; asserts every comparison passed. */

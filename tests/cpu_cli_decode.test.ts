@@ -6,30 +6,23 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { visibleKeys } from "../src/cli/decode.ts";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const decoder = new TextDecoder();
+import { CLI_PERMISSIONS, type CliRun, runCli } from "./helpers/cli.ts";
 
 /** Runs `cli.ts --device cpu --decode` with `flags`. */
-async function decodeCli(...flags: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-ffi",
-      "--allow-read",
-      "--allow-env",
-      "cli.ts",
-      ...["--device", "cpu", "--decode", "--heads", "4", "--kv-heads", "2", "--head-dim", "32"],
-      ...flags,
-    ],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+function decodeCli(...flags: string[]): Promise<CliRun> {
+  const small = [
+    "--device",
+    "cpu",
+    "--decode",
+    "--heads",
+    "4",
+    "--kv-heads",
+    "2",
+    "--head-dim",
+    "32",
+  ];
+  return runCli(CLI_PERMISSIONS, [...small, ...flags]);
 }
 
 /** The names of the compared outputs, and that every comparison and the lengths passed. */
@@ -102,14 +95,9 @@ Deno.test("cli decode: mistakes are one error line (usage 2, library 1)", async 
     assert.equal(r.code, 1, `${flags.join(" ")}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, /^error: \w+: [^\n]*\n$/, flags.join(" "));
   }
-  const plain = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-ffi", "--allow-read", "--allow-env", "cli.ts", "--append"],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const plain = await runCli(CLI_PERMISSIONS, ["--append"]);
   assert.equal(plain.code, 2);
-  assert.match(decoder.decode(plain.stderr), /^error: --append: only with --decode/);
+  assert.match(plain.stderr, /^error: --append: only with --decode/);
 });
 
 Deno.test("cli decode: KV rows read follow the window (visibleKeys)", () => {

@@ -39,6 +39,7 @@ import {
 } from "./helpers/check.ts";
 import {
   bhsdValues,
+  checkNaNRow,
   describeKv,
   disposeKv,
   expectedRows,
@@ -590,4 +591,9 @@ Deno.test("kvcache cpu: a poisoned out is fully written; POISON never survives",
   } finally {
     disposeKv(t);
   }
+});
+
+Deno.test({
+  name: "kvcache cpu: a NaN in one q row makes that row NaN only (paged, append, sinks, splits)",
+  fn: () => checkNaNRow(cpu),
 });

@@ -29,6 +29,7 @@ import { lseTolerance, POISON, poisoned } from "./helpers/cases.ts";
 import { assertBitwise, assertElementwise, assertNoNaN } from "./helpers/check.ts";
 import {
   bhsdValues,
+  checkNaNRow,
   describeKv,
   disposeKv,
   type KvConfig,
@@ -427,4 +428,10 @@ Deno.test({
       }
     }
   },
+});
+
+Deno.test({
+  name: "kvcache gpu: a NaN in one q row makes that row NaN only (paged, append, sinks, splits)",
+  ignore,
+  fn: () => checkNaNRow(gpu()),
 });

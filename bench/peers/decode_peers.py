@@ -76,6 +76,10 @@ import sys
 import traceback
 import warnings
 
+# One error summary and one dynamo setup for every peer script (flex_peers.py imports no
+# torch at module level, so --list still runs without it).
+from flex_peers import configure_dynamo, describe
+
 try:  # the read kernel; --list and --table-only run without triton
     import triton
     import triton.language as tl
@@ -166,14 +170,6 @@ def list_rows(rows):
               f"D={r['head_dim']} Snew={r['seqlen_new']} causal={int(r['causal'])} "
               f"group={r['group']}\tL={shown} (sum {sum(lens)})\tkv_bytes={kv_bytes(r)} "
               f"({kv_bytes(r) / 2**20:.1f} MiB)")
-
-
-def describe(error):
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
-    if error.__cause__ is not None:  # dynamo wraps the real error
-        text += f" (from {describe(error.__cause__)})"
-    return text
 
 
 # --- the read kernel ----------------------------------------------------------------------
@@ -511,18 +507,6 @@ class Bench:
     def free(self):
         gc.collect()
         self.torch.cuda.empty_cache()
-
-
-def configure_dynamo(torch):
-    # As flex_peers.py: a hit recompile limit would silently fall back to eager; make it fail.
-    config = torch._dynamo.config
-    for name, value in (("recompile_limit", 64), ("cache_size_limit", 64),
-                        ("accumulated_recompile_limit", 1024),
-                        ("accumulated_cache_size_limit", 1024),
-                        ("fail_on_recompile_limit_hit", True),
-                        ("fail_on_cache_limit_hit", True)):
-        if hasattr(config, name):
-            setattr(config, name, value)
 
 
 def flex_worker(args, row):

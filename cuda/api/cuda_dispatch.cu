@@ -57,6 +57,26 @@ fa_status device_props(int device, DeviceProps* out) {
   return FA_OK;
 }
 
+}  // namespace
+
+fa_status launch_context(int device, void* stream, LaunchContext* ctx) {
+  DeviceProps props;
+  if (const fa_status s = device_props(device, &props)) return s;
+  if (props.major < 8) {
+    return fail(FA_ERR_UNSUPPORTED,
+                "q: device %d has compute capability %d.%d; the CUDA kernels need 8.0 or newer",
+                device, props.major, props.minor);
+  }
+  ctx->device = device;
+  ctx->max_smem_optin = props.max_smem_optin;
+  ctx->compute_capability = props.major * 10 + props.minor;
+  ctx->multiprocessors = props.multiprocessors;
+  ctx->stream = static_cast<cudaStream_t>(stream);
+  return FA_OK;
+}
+
+namespace {
+
 // Makes `device` current for the duration of a call, restoring the caller's device.
 class DeviceGuard {
  public:
@@ -79,13 +99,7 @@ class DeviceGuard {
 
 fa_status prepare(const AttentionParams& ap, DeviceGuard* guard, LaunchContext* ctx) {
   if (const fa_status s = guard->enter(ap.device)) return s;
-  DeviceProps props;
-  if (const fa_status s = device_props(ap.device, &props)) return s;
-  if (props.major < 8) {
-    return fail(FA_ERR_UNSUPPORTED,
-                "q: device %d has compute capability %d.%d; the CUDA kernels need 8.0 or newer",
-                ap.device, props.major, props.minor);
-  }
+  if (const fa_status s = launch_context(ap.device, ap.stream, ctx)) return s;
   if (ap.dtype != FA_FLOAT16 && ap.dtype != FA_BFLOAT16) {
     return fail(FA_ERR_INVALID_ARGUMENT, "q: dtype %d is not float16 or bfloat16", ap.dtype);
   }
@@ -100,11 +114,6 @@ fa_status prepare(const AttentionParams& ap, DeviceGuard* guard, LaunchContext* 
   if (ap.seqlen_q > (int64_t(1) << 30) || ap.seqlen_k > (int64_t(1) << 30)) {
     return fail(FA_ERR_UNSUPPORTED, "q: sequence lengths above 2^30 are not supported");
   }
-  ctx->device = ap.device;
-  ctx->max_smem_optin = props.max_smem_optin;
-  ctx->compute_capability = props.major * 10 + props.minor;
-  ctx->multiprocessors = props.multiprocessors;
-  ctx->stream = static_cast<cudaStream_t>(ap.stream);
   return FA_OK;
 }
 

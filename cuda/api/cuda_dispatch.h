@@ -5,10 +5,15 @@
 
 #include <cstdint>
 
+#include "common/launch.h"
 #include "common/params.h"
 #include "flashattn.h"
 
 namespace fa {
+
+// The device a call runs on (properties queried once per device): compute capability 8.0
+// or newer, else FA_ERR_UNSUPPORTED naming q. The device must already be current.
+fa_status launch_context(int device, void* stream, LaunchContext* ctx);
 
 fa_status dispatch_forward(const AttentionParams& params);
 fa_status dispatch_backward(const AttentionParams& params);

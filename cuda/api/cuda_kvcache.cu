@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "api/cuda_dispatch.h"
 #include "api/kvcache_kernels.h"
 #include "api/kvcache_prefill.h"
 #include "common/backends.h"
@@ -25,26 +26,6 @@ namespace {
 // Fewest key tiles a split chunk gets from the heuristic (256 keys): below that a chunk's
 // fixed cost (q load, the merge of the warps, its part's write) outweighs its reads.
 constexpr int kMinChunkTiles = 16;
-
-fa_status launch_context(int device, cudaStream_t stream, LaunchContext* ctx) {
-  ctx->device = device;
-  ctx->stream = stream;
-  int major = 0, minor = 0;
-  FA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  FA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  FA_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->max_smem_optin,
-                                       cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  FA_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->multiprocessors, cudaDevAttrMultiProcessorCount,
-                                       device));
-  ctx->compute_capability = major * 10 + minor;
-  if (ctx->compute_capability < 80) {
-    return fail(FA_ERR_UNSUPPORTED,
-                "device: the KV-cache kernels need compute capability 8.0 or newer, device %d "
-                "has %d.%d",
-                device, major, minor);
-  }
-  return FA_OK;
-}
 
 struct Bucket {
   int index;  // 0, 1, 2 for head dims <= 64, <= 128, <= 256
@@ -171,7 +152,7 @@ void plan_splits(const KvCacheParams& p, int slots, DecodeParams* d) {
   const int64_t base = int64_t(d->batch) * d->heads_kv * d->row_blocks;
   int chunks = 1;
   if (tiles <= 1) {
-    chunks = 1;
+    // one tile at most: nothing to split
   } else if (p.num_splits >= 1) {
     chunks = int(p.num_splits < tiles ? p.num_splits : tiles);
   } else if (base < slots && tiles > kMinChunkTiles) {
@@ -238,7 +219,7 @@ fa_status cuda_kvcache_workspace_size(const KvCacheParams& p, uint64_t* bytes) {
   *bytes = 0;
   if (kvcache_prefill_applies(p)) return FA_OK;
   LaunchContext ctx;
-  if (const fa_status s = launch_context(p.device, static_cast<cudaStream_t>(p.stream), &ctx))
+  if (const fa_status s = launch_context(p.device, p.stream, &ctx))
     return s;
   DecodePlan plan;
   if (const fa_status s = plan_decode(p, ctx, &plan)) return s;
@@ -248,7 +229,7 @@ fa_status cuda_kvcache_workspace_size(const KvCacheParams& p, uint64_t* bytes) {
 
 fa_status cuda_kvcache_forward(const KvCacheParams& p) {
   LaunchContext ctx;
-  if (const fa_status s = launch_context(p.device, static_cast<cudaStream_t>(p.stream), &ctx))
+  if (const fa_status s = launch_context(p.device, p.stream, &ctx))
     return s;
   const bool bf16 = p.dtype == FA_BFLOAT16;
   const bool prefill = kvcache_prefill_applies(p);
@@ -293,7 +274,7 @@ fa_status cuda_kvcache_forward(const KvCacheParams& p) {
 
 fa_status cuda_merge(const MergeParams& p) {
   LaunchContext ctx;
-  if (const fa_status s = launch_context(p.device, static_cast<cudaStream_t>(p.stream), &ctx))
+  if (const fa_status s = launch_context(p.device, p.stream, &ctx))
     return s;
   return launch_merge(p, ctx);
 }

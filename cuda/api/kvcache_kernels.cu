@@ -57,12 +57,8 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
     const int h = int(item / p.seqlen_new % p.heads_kv);
     const int b = int(item / (int64_t(p.seqlen_new) * p.heads_kv));
     const int j = cache_length(p, b) + i;
-    int64_t seq = b, row = j;
-    if (p.block_table != nullptr) {
-      int page = p.block_table[int64_t(b) * p.block_table_stride + j / p.page_size];
-      seq = page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
-      row = j % p.page_size;
-    }
+    const CacheRow at = cache_row(p, b, j);
+    const int64_t seq = at.seq, row = at.row;
     const T* k_src = static_cast<const T*>(a.k_new) + b * a.k_stride_b + h * a.k_stride_h +
                      i * a.k_stride_row;
     const T* v_src = static_cast<const T*>(a.v_new) + b * a.v_stride_b + h * a.v_stride_h +
@@ -71,21 +67,12 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
                row * p.k_stride_row + h * p.k_stride_head;
     T* v_dst = const_cast<T*>(static_cast<const T*>(p.v_cache)) + seq * p.v_stride_seq +
                row * p.v_stride_row + h * p.v_stride_head;
-    int position = j < p.rotary_rows ? j : p.rotary_rows - 1;
     for (int e = threadIdx.x; e < p.head_dim; e += kThreads) {
-      float x = float(k_src[e]);
-      if (p.rotary_cos != nullptr && e < p.rotary_dim) {
-        const int half = p.rotary_dim / 2;
-        const bool first = p.rotary_interleaved ? e % 2 == 0 : e < half;
-        const int m = p.rotary_interleaved ? e / 2 : (first ? e : e - half);
-        const int partner = p.rotary_interleaved ? (first ? e + 1 : e - 1)
-                                                 : (first ? e + half : e - half);
-        float x1 = first ? x : float(k_src[partner]);
-        float x2 = first ? float(k_src[partner]) : x;
-        rotate_pair(x1, x2, p.rotary_cos[position * p.rotary_cos_stride + m],
-                    p.rotary_sin[position * p.rotary_sin_stride + m]);
-        x = first ? x1 : x2;
-      }
+      const auto k_at = [&](int d) { return float(k_src[d]); };
+      const float x = p.rotary_cos == nullptr
+                          ? k_at(e)
+                          : rotated_element(k_at, e, p.rotary_dim, p.rotary_interleaved,
+                                            rotary_cos_row(p, j), rotary_sin_row(p, j));
       k_dst[e] = T(x);
       v_dst[e] = v_src[e];
     }

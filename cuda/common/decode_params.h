@@ -83,6 +83,30 @@ FA_HOST_DEVICE int cache_length(const DecodeParams& p, int b) {
   return stored < 0 ? 0 : (stored > limit ? limit : stored);
 }
 
+// Where key row j of sequence b sits in a cache (kvcache_params.h's addressing): dense, or
+// paged with the page index clamped to [0, num_pages) (the caller may have promised wrong
+// values; memory outside the cache is never touched). tile_page >= 0 is the page already
+// looked up for a tile whose rows share one.
+struct CacheRow {
+  int64_t seq, row;
+};
+FA_HOST_DEVICE int cache_page(const DecodeParams& p, int b, int j) {
+  const int page = p.block_table[int64_t(b) * p.block_table_stride + j / p.page_size];
+  return page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
+}
+FA_HOST_DEVICE CacheRow cache_row(const DecodeParams& p, int b, int j, int tile_page = -1) {
+  if (p.block_table == nullptr) return CacheRow{b, j};
+  return CacheRow{tile_page >= 0 ? tile_page : cache_page(p, b, j), j % p.page_size};
+}
+
+// The rotary table rows of position t (clamped to the table, as lengths are).
+FA_HOST_DEVICE const float* rotary_cos_row(const DecodeParams& p, int t) {
+  return p.rotary_cos + int64_t(t < p.rotary_rows ? t : p.rotary_rows - 1) * p.rotary_cos_stride;
+}
+FA_HOST_DEVICE const float* rotary_sin_row(const DecodeParams& p, int t) {
+  return p.rotary_sin + int64_t(t < p.rotary_rows ? t : p.rotary_rows - 1) * p.rotary_sin_stride;
+}
+
 // The visible-key rule of sequence b: Snew query rows over sk keys, bottom-right aligned.
 FA_HOST_DEVICE BasicKeyRange<int> decode_key_range(const DecodeParams& p, int sk) {
   BasicKeyRange<int> range;

@@ -32,6 +32,23 @@ FA_HOST_DEVICE void rotate_pair(float& x1, float& x2, float cos_value, float sin
   x2 = rotated2;
 }
 
+// Element d of `row` rotated (a kernel thread's share of rotate_row): `at(i)` reads element
+// i of the row as float; dims >= dim are returned unchanged.
+template <typename At>
+FA_HOST_DEVICE float rotated_element(const At& at, int d, int dim, bool interleaved,
+                                     const float* cos_row, const float* sin_row) {
+  const float x = at(d);
+  if (d >= dim) return x;
+  const int half = dim / 2;
+  const bool first = interleaved ? d % 2 == 0 : d < half;
+  const int m = interleaved ? d / 2 : (first ? d : d - half);
+  const int partner = interleaved ? (first ? d + 1 : d - 1) : (first ? d + half : d - half);
+  float x1 = first ? x : at(partner);
+  float x2 = first ? at(partner) : x;
+  rotate_pair(x1, x2, cos_row[m], sin_row[m]);
+  return first ? x1 : x2;
+}
+
 // Rotates row[0, dim) in place with the table rows cos_row / sin_row (dim / 2 entries each).
 FA_HOST_DEVICE void rotate_row(float* row, int dim, bool interleaved, const float* cos_row,
                                const float* sin_row) {

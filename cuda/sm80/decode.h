@@ -15,7 +15,6 @@ namespace sm80 {
 
 // What the split heuristic needs to know of a bucket's kernel on this device.
 struct DecodeOccupancy {
-  int smem_bytes = 0;
   int blocks_per_sm = 0;  // resident blocks per multiprocessor
 };
 

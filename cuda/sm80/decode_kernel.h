@@ -46,21 +46,6 @@ struct DecodeConfig {
       kTileBytes + (kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes);
 };
 
-// Where key row j of sequence b sits in a cache (dense, or paged with clamped page index).
-struct CacheRow {
-  int64_t seq, row;
-};
-__device__ __forceinline__ int cache_page(const DecodeParams& p, int b, int j) {
-  const int page = p.block_table[int64_t(b) * p.block_table_stride + j / p.page_size];
-  return page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
-}
-// tile_page >= 0: the page every row of the tile lies in (pages of a multiple of 16 rows).
-__device__ __forceinline__ CacheRow cache_row(const DecodeParams& p, int b, int j,
-                                              int tile_page = -1) {
-  if (p.block_table == nullptr) return CacheRow{b, j};
-  return CacheRow{tile_page >= 0 ? tile_page : cache_page(p, b, j), j % p.page_size};
-}
-
 // One warp copies keys [key0, key0 + 16) of kv head `head` into its K and V tiles; rows at
 // or past `keys`, and columns past the head dim, are zero-filled (so 0-weight rows of V
 // are 0, never stale NaN).
@@ -145,22 +130,11 @@ __device__ __forceinline__ void load_q_tile(const DecodeParams& p, int b, int kv
     float x = 0.0f;
     if (row_of(row, h, i) && d < p.head_dim) {
       const T* src = q_base + b * p.q_stride_b + h * p.q_stride_h + i * p.q_stride_row;
-      x = float(src[d]);
-      if (p.rotary_cos != nullptr && d < p.rotary_dim) {
-        int position = length + i;
-        position = position < p.rotary_rows ? position : p.rotary_rows - 1;
-        const int half = p.rotary_dim / 2;
-        const int m = p.rotary_interleaved ? d / 2 : (d < half ? d : d - half);
-        const bool first = p.rotary_interleaved ? (d % 2 == 0) : d < half;
-        const int partner = p.rotary_interleaved ? (first ? d + 1 : d - 1)
-                                                 : (first ? d + half : d - half);
-        const float c = p.rotary_cos[position * p.rotary_cos_stride + m];
-        const float s = p.rotary_sin[position * p.rotary_sin_stride + m];
-        float x1 = first ? x : float(src[partner]);
-        float x2 = first ? float(src[partner]) : x;
-        rotate_pair(x1, x2, c, s);
-        x = first ? x1 : x2;
-      }
+      const auto at = [&](int n) { return float(src[n]); };
+      x = p.rotary_cos == nullptr
+              ? at(d)
+              : rotated_element(at, d, p.rotary_dim, p.rotary_interleaved,
+                                rotary_cos_row(p, length + i), rotary_sin_row(p, length + i));
     }
     const T rounded = T(x);
     asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(q_dst + Tile::offset(row, d / 8) +

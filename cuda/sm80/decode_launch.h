@@ -26,7 +26,6 @@ fa_status decode_occupancy(const LaunchContext& ctx, DecodeOccupancy* occupancy)
   int blocks = 0;
   FA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, decode_kernel<Cfg>,
                                                               Cfg::kThreads, smem));
-  occupancy->smem_bytes = smem;
   occupancy->blocks_per_sm = blocks > 0 ? blocks : 1;
   return FA_OK;
 }

@@ -8,7 +8,14 @@
  * @module
  */
 
-import { type Device, KVCache, type KVCacheAttentionOptions, Tensor } from "../../mod.ts";
+import assert from "node:assert/strict";
+import {
+  attentionWithKVCache,
+  type Device,
+  KVCache,
+  type KVCacheAttentionOptions,
+  Tensor,
+} from "../../mod.ts";
 import { type OracleForward, oracleForward, type OracleProblem } from "./oracle.ts";
 import { type HalfDType, quantize, Rng, toF64 } from "./random.ts";
 
@@ -354,4 +361,49 @@ export function bhsdValues(tensor: Tensor, layout: "bhsd" | "bshd"): Float32Arra
   if (layout === "bhsd") return tensor.toFloat32();
   using view = tensor.permute([0, 2, 1, 3]);
   return view.toFloat32();
+}
+
+/**
+ * A NaN in one q row (sequence 1, head 2, new row 0): that row's out and lse are NaN, every
+ * other row finite (PyTorch's math), on `device`, paged with append, sinks and splits.
+ */
+export function checkNaNRow(device: Device): void {
+  const c: KvConfig = {
+    dtype: "bfloat16",
+    B: 3,
+    Hq: 4,
+    Hkv: 2,
+    D: 32,
+    lengths: [0, 37, 300],
+    Snew: 2,
+    append: true,
+    capacity: 512,
+    pageSize: 16,
+    causal: true,
+    sinks: 0,
+    numSplits: 3,
+    seed: 4711,
+  };
+  const data = makeKvData(c);
+  const nanRow = (1 * c.Hq + 2) * c.Snew; // (b 1, h 2, i 0) in [B, Hq, Snew]
+  data.q[nanRow * c.D + 3] = NaN;
+  const t = kvTensors(data, device);
+  try {
+    const { out, lse } = attentionWithKVCache(t.q, t.cache, t.options);
+    const o = out.toFloat32(), l = lse.toFloat32();
+    out.dispose();
+    lse.dispose();
+    for (let row = 0; row < c.B * c.Hq * c.Snew; row++) {
+      const values = o.subarray(row * c.D, (row + 1) * c.D);
+      if (row === nanRow) {
+        assert.ok(Number.isNaN(l[row]), `lse of the NaN row is ${l[row]}`);
+        assert.ok(values.every(Number.isNaN), "out of the NaN row");
+      } else {
+        assert.ok(Number.isFinite(l[row]), `lse[${row}] is ${l[row]}`);
+        assert.ok(values.every(Number.isFinite), `out row ${row}`);
+      }
+    }
+  } finally {
+    disposeKv(t);
+  }
 }
